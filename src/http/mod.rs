@@ -1,0 +1,49 @@
+//! The HTTP surface: routes of each endpoint family plus the layers every request passes through.
+//! Handlers are thin: extract, call one domain function, render.
+//!
+//! Every route lives under the issuer's path, so an issuer such as `https://h/uma` serves
+//! `https://h/uma/jwks`; the RFC 8414 document is also served at `/.well-known/oauth-authorization-server/uma`.
+
+pub mod discovery;
+pub mod error;
+pub mod health;
+mod layers;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let issuer_path = state.settings.issuer_path().to_owned();
+
+    let endpoints = Router::new()
+        .route(discovery::UMA_PATH, get(discovery::metadata))
+        .route(discovery::JWKS_PATH, get(discovery::jwks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+
+    let app = if issuer_path.is_empty() {
+        endpoints.route(discovery::OAUTH_PATH, get(discovery::metadata))
+    } else {
+        Router::new().nest(&issuer_path, endpoints).route(
+            &format!("{}{issuer_path}", discovery::OAUTH_PATH),
+            get(discovery::metadata),
+        )
+    };
+
+    app.fallback(|| async { OAuthError::not_found() })
+        .method_not_allowed_fallback(|| async { OAuthError::new(ErrorCode::MethodNotAllowed) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            layers::body_limit,
+        ))
+        .layer(middleware::map_response(layers::json_errors))
+        .layer(CatchPanicLayer::custom(layers::panic_to_error))
+        .layer(middleware::map_response(layers::security_headers))
+        .layer(middleware::from_fn(layers::request_id))
+        .with_state(state)
+}

@@ -1,0 +1,131 @@
+//! The one error type every endpoint answers with (RFC 6749 §5.2 shape: `error`, optional
+//! `error_description`). The public description is generic and safe to show; the specific reason is a
+//! private `detail` that goes to the log line of the request, never to the body. The mapping to HTTP
+//! status and headers lives in `http::error`, in one place.
+
+use std::borrow::Cow;
+
+/// A closed set of error codes: RFC 6749/6750/7591 and UMA's own, plus the few that the HTTP layer
+/// itself needs (unknown path, wrong method, body too large, store down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidToken,
+    InsufficientScope,
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    NotFound,
+    MethodNotAllowed,
+    RequestTooLarge,
+    UnsupportedMediaType,
+    TemporarilyUnavailable,
+    ServerError,
+}
+
+impl ErrorCode {
+    /// The `error` member on the wire. HTTP-level codes reuse OAuth's vocabulary where one fits.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::RequestTooLarge
+            | ErrorCode::UnsupportedMediaType => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+
+    /// The generic description shown when the caller gives none.
+    pub fn default_description(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::NotFound => Some("no such endpoint or object"),
+            ErrorCode::MethodNotAllowed => Some("method not allowed on this endpoint"),
+            ErrorCode::RequestTooLarge => Some("request body too large"),
+            ErrorCode::UnsupportedMediaType => Some("unsupported content type"),
+            ErrorCode::TemporarilyUnavailable => {
+                Some("the service is temporarily unavailable; retry later")
+            }
+            ErrorCode::ServerError => Some("internal error"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    /// Safe to show to the client.
+    pub description: Option<Cow<'static, str>>,
+    /// For the log only.
+    pub detail: Option<String>,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode) -> Self {
+        OAuthError {
+            code,
+            description: code.default_description().map(Cow::Borrowed),
+            detail: None,
+        }
+    }
+
+    pub fn describe(mut self, description: impl Into<Cow<'static, str>>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequest).describe(description)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound)
+    }
+
+    /// The store (or another dependency) is down: 503, never a client error, never a token.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::TemporarilyUnavailable).detail(detail.to_string())
+    }
+
+    pub fn server_error(detail: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::ServerError).detail(detail.to_string())
+    }
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code.as_str())?;
+        if let Some(d) = &self.description {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OAuthError {}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        OAuthError::unavailable(e)
+    }
+}

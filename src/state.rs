@@ -1,0 +1,19 @@
+//! What every handler can reach. Cheap to clone: everything inside is shared.
+
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::http::discovery::Metadata;
+use crate::keys::Keys;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub clock: SharedClock,
+    /// The discovery document, built once at start from the settings.
+    pub metadata: Arc<Metadata>,
+}
