@@ -121,10 +121,11 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                         settings.listen
                     )
                 })?;
+            let bound = listener.local_addr()?;
             let server = Server::build(settings.clone(), Arc::new(clock)).await?;
             tracing::info!(
                 issuer = %settings.issuer,
-                listen = %settings.listen,
+                listen = %bound,
                 database = %settings.database_url,
                 backend = server.state().store.backend().as_str(),
                 "tessera is serving"
@@ -164,7 +165,13 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            println!("configuration is valid:\n{settings:#?}");
+            println!("configuration is valid");
+            println!("  issuer            {}", settings.issuer);
+            println!("  listen            {}", settings.listen);
+            println!("  database          {}", settings.database_url);
+            println!("  signing algorithm {}", settings.signing_algorithm);
+            println!("  policies          {}", settings.policies_dir.display());
+            println!("  verifiers         {}", settings.verifiers_dir.display());
         }
     }
     Ok(())
