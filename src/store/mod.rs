@@ -130,8 +130,21 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("migrations/postgres"),
         };
-        migrator.run(&self.pool).await?;
-        Ok(())
+        // PostgreSQL serialises concurrent migrators with an advisory lock; SQLite has none, so two
+        // processes starting on one new file can race. Each migration runs in a transaction, so the
+        // loser's attempt leaves nothing behind and a retry finds the winner's work applied.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if self.backend == Backend::Sqlite && attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Whether the store answers a trivial query (readiness).
