@@ -64,6 +64,11 @@ struct RawSettings {
     verifiers_dir: Option<PathBuf>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    danger_allow_private_fetch: Option<bool>,
+    #[serde(default)]
+    registration: RawRegistration,
+    #[serde(default)]
+    clients: Vec<StaticClient>,
     #[serde(default)]
     signing: RawSigning,
     #[serde(default)]
@@ -71,6 +76,82 @@ struct RawSettings {
     #[serde(default)]
     http: RawHttp,
 }
+
+/// Who may use the dynamic registration endpoint (RFC 7591 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationMode {
+    /// Anyone may register: demos and development only (warned at start).
+    Open,
+    /// Registration needs a bearer initial access token, configured or issued by the CLI.
+    InitialAccessToken,
+    /// No dynamic registration; clients come from the config file or the CLI.
+    Closed,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistration {
+    mode: Option<RegistrationMode>,
+    #[serde(default)]
+    initial_access_tokens: Vec<String>,
+}
+
+/// A client declared in the configuration file (demos, tightly coupled deployments). Validated with
+/// the same rules as a dynamic registration.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticClient {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub claims_redirect_uris: Vec<String>,
+    pub scope: Option<String>,
+    pub client_name: Option<String>,
+    /// A JWK Set as a JSON string.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+}
+
+impl fmt::Debug for StaticClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticClient")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A bearer secret from the configuration; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Configured secrets are compared by digest like generated ones, so they need comparable strength.
+pub const MIN_CONFIGURED_SECRET_LEN: usize = 32;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +245,12 @@ pub struct Settings {
     pub verifiers_dir: PathBuf,
     pub log: String,
     pub log_format: LogFormat,
+    /// Lets client-supplied URLs (registration `jwks_uri`) point at loopback and private addresses.
+    /// Off by default (SSRF, checklist A-32); on only in development and tests.
+    pub danger_allow_private_fetch: bool,
+    pub registration_mode: RegistrationMode,
+    pub initial_access_tokens: Vec<Secret>,
+    pub clients: Vec<StaticClient>,
     pub signing_algorithm: SigningAlgorithm,
     pub key_refresh_secs: u64,
     pub tokens: TokenLifetimes,
@@ -433,6 +520,41 @@ impl RawSettings {
             return Err(invalid("http.shutdown_grace_secs", "must be at most 3600"));
         }
 
+        let initial_access_tokens = self.registration.initial_access_tokens;
+        if initial_access_tokens
+            .iter()
+            .any(|t| t.len() < MIN_CONFIGURED_SECRET_LEN)
+        {
+            return Err(invalid(
+                "registration.initial_access_tokens",
+                format!("each token needs at least {MIN_CONFIGURED_SECRET_LEN} characters"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.clients {
+            if c.client_id.is_empty() || c.client_id.len() > 255 {
+                return Err(invalid("clients.client_id", "must be 1 to 255 characters"));
+            }
+            if !seen.insert(c.client_id.clone()) {
+                return Err(invalid(
+                    "clients.client_id",
+                    format!("`{}` is declared twice", c.client_id),
+                ));
+            }
+            if c.client_secret
+                .as_ref()
+                .is_some_and(|s| s.len() < MIN_CONFIGURED_SECRET_LEN)
+            {
+                return Err(invalid(
+                    "clients.client_secret",
+                    format!(
+                        "client `{}`: at least {MIN_CONFIGURED_SECRET_LEN} characters",
+                        c.client_id
+                    ),
+                ));
+            }
+        }
+
         Ok(Settings {
             issuer,
             issuer_url,
@@ -449,6 +571,10 @@ impl RawSettings {
                 .unwrap_or_else(|| PathBuf::from("verifiers")),
             log,
             log_format: self.log_format.unwrap_or(LogFormat::Text),
+            danger_allow_private_fetch: self.danger_allow_private_fetch.unwrap_or(false),
+            registration_mode: self.registration.mode.unwrap_or(RegistrationMode::Closed),
+            initial_access_tokens: initial_access_tokens.into_iter().map(Secret).collect(),
+            clients: self.clients,
             signing_algorithm: self.signing.algorithm.unwrap_or(SigningAlgorithm::ES256),
             key_refresh_secs,
             tokens,

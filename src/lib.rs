@@ -27,6 +27,8 @@ pub enum StartError {
     Store { url: String, source: StoreError },
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error("{0}")]
+    Clients(String),
 }
 
 /// Connects to the configured store and, unless `migrate_on_start` is off, brings its schema up to date.
@@ -58,13 +60,18 @@ impl Server {
         let store = open_store(&settings, settings.migrate_on_start).await?;
         keys::ensure_active_keys(&store, clock.now()).await?;
         let keys = Keys::load(&store, &settings, clock.now()).await?;
+        oauth::registration::sync_static_clients(&store, &settings, clock.now())
+            .await
+            .map_err(StartError::Clients)?;
         let metadata = Metadata::new(&settings);
+        let settings_allow_private = settings.danger_allow_private_fetch;
         let state = AppState {
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),
             clock,
             metadata: Arc::new(metadata),
+            jwks_fetcher: Arc::new(oauth::jwks_fetch::JwksFetcher::new(settings_allow_private)),
         };
         Ok(Server { state })
     }

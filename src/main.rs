@@ -34,6 +34,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage clients (UMA clients and resource servers).
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Dynamic registration helpers.
+    Registration {
+        #[command(subcommand)]
+        command: RegistrationCommand,
+    },
     /// Validate the configuration and print the effective settings.
     Config {
         #[command(subcommand)]
@@ -51,6 +61,47 @@ enum KeysCommand {
         /// Only this algorithm (default: every algorithm).
         #[arg(long, value_parser = parse_alg)]
         alg: Option<SigningAlgorithm>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client; prints its registration (with the client secret, shown only this once).
+    Add {
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "client_secret_basic")]
+        auth_method: String,
+        /// Repeat for several (default: client_credentials).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Space-separated scopes the client may request.
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[arg(long = "claims-redirect-uri")]
+        claims_redirect_uris: Vec<String>,
+        /// A file holding the client's public JWK Set (for private_key_jwt).
+        #[arg(long)]
+        jwks_file: Option<PathBuf>,
+        #[arg(long)]
+        jwks_uri: Option<String>,
+    },
+    /// List clients (JSON, without secrets).
+    List,
+    /// Delete a client; its credentials and tokens stop working at once.
+    Remove { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum RegistrationCommand {
+    /// Issue an initial access token for `registration.mode = "initial_access_token"` (printed once).
+    Token {
+        /// Lifetime in seconds (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<i64>,
     },
 }
 
@@ -162,6 +213,24 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 serde_json::to_string_pretty(set.current().published())?
             );
         }
+        Command::Clients { command } => clients(command, &settings, clock.now()).await?,
+        Command::Registration {
+            command: RegistrationCommand::Token { expires_in },
+        } => {
+            let store = open_store(&settings, settings.migrate_on_start).await?;
+            let token = tessera::oauth::tokens::OpaqueToken::generate()
+                .map_err(|_| "the random generator failed")?;
+            let now = clock.now();
+            let expires_at = match expires_in {
+                Some(s) if s > 0 => now + s,
+                Some(_) => return Err("--expires-in must be positive".into()),
+                None => 0,
+            };
+            store
+                .insert_initial_access_token(token.digest().as_str(), now, expires_at)
+                .await?;
+            println!("{}", token.expose());
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -177,8 +246,95 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
+async fn clients(
+    command: ClientsCommand,
+    settings: &Settings,
+    now: i64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tessera::oauth::client::{self as oc, ClientSource, RequestedMetadata};
+    use tessera::oauth::registration as reg;
+    let store = open_store(settings, settings.migrate_on_start).await?;
+    match command {
+        ClientsCommand::Add {
+            name,
+            auth_method,
+            grant_types,
+            scope,
+            redirect_uris,
+            claims_redirect_uris,
+            jwks_file,
+            jwks_uri,
+        } => {
+            let jwks = match jwks_file {
+                Some(f) => Some(
+                    serde_json::from_str(&std::fs::read_to_string(&f)?)
+                        .map_err(|e| format!("{}: {e}", f.display()))?,
+                ),
+                None => None,
+            };
+            let grant_types = if grant_types.is_empty() {
+                vec!["client_credentials".to_owned()]
+            } else {
+                grant_types
+            };
+            let req = RequestedMetadata {
+                client_name: Some(name),
+                token_endpoint_auth_method: Some(auth_method),
+                grant_types: Some(grant_types),
+                scope,
+                redirect_uris: Some(redirect_uris),
+                claims_redirect_uris: Some(claims_redirect_uris),
+                jwks,
+                jwks_uri,
+                ..RequestedMetadata::default()
+            };
+            let fetcher =
+                tessera::oauth::jwks_fetch::JwksFetcher::new(settings.danger_allow_private_fetch);
+            let metadata = oc::validate(req).map_err(|e| e.to_string())?;
+            let r = reg::register(&store, &fetcher, metadata, ClientSource::Cli, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = reg::client_information(settings, &r.client, r.client_secret.as_ref(), None);
+            println!("{}", serde_json::to_string_pretty(&info)?);
+            if r.client_secret.is_some() {
+                eprintln!("the client secret is shown only now; Tessera keeps only its digest");
+            }
+        }
+        ClientsCommand::List => {
+            let mut out = Vec::new();
+            for rec in store.list_clients().await? {
+                let c = reg::client_from_record(&rec).map_err(|e| e.to_string())?;
+                let mut info = reg::client_information(settings, &c, None, None);
+                if let Some(o) = info.as_object_mut() {
+                    o.insert("source".into(), serde_json::json!(c.source.as_str()));
+                }
+                out.push(info);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        ClientsCommand::Remove { client_id } => {
+            if !store.delete_client(&client_id, None).await? {
+                return Err(format!("no client `{client_id}`").into());
+            }
+            eprintln!("removed client `{client_id}`");
+        }
+    }
+    Ok(())
+}
+
 /// Development conveniences must be loud (STYLE.md rule 9).
 fn warn_about_unsafe_settings(settings: &Settings) {
+    if settings.registration_mode == tessera::config::RegistrationMode::Open {
+        tracing::warn!(
+            "registration.mode is \"open\": anyone who can reach this server can register clients; \
+             use \"initial_access_token\" in production"
+        );
+    }
+    if settings.danger_allow_private_fetch {
+        tracing::warn!(
+            "danger_allow_private_fetch is on: client-supplied URLs may reach private addresses"
+        );
+    }
     if settings.is_loopback_http() {
         tracing::warn!(
             issuer = %settings.issuer,

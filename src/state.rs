@@ -6,6 +6,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http::discovery::Metadata;
 use crate::keys::Keys;
+use crate::oauth::jwks_fetch::JwksFetcher;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -16,4 +17,6 @@ pub struct AppState {
     pub clock: SharedClock,
     /// The discovery document, built once at start from the settings.
     pub metadata: Arc<Metadata>,
+    /// Clients' `jwks_uri` documents, cached per node.
+    pub jwks_fetcher: Arc<JwksFetcher>,
 }

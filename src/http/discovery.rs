@@ -10,7 +10,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{RegistrationMode, Settings};
+use crate::http::token::TOKEN_PATH;
+use crate::oauth::client::{AuthMethod, GrantType};
+use crate::oauth::client_auth::ASSERTION_ALGORITHMS;
+use crate::oauth::registration::REGISTRATION_PATH;
 use crate::state::AppState;
 
 pub const UMA_PATH: &str = "/.well-known/uma2-configuration";
@@ -24,6 +28,11 @@ pub const PUBLIC_CACHE: &str = "public, max-age=300";
 pub struct Metadata {
     pub issuer: String,
     pub jwks_uri: String,
+    pub token_endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_types_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -37,10 +46,22 @@ impl Metadata {
         Metadata {
             issuer: settings.issuer.clone(),
             jwks_uri: settings.endpoint(JWKS_PATH),
-            // Filled in by the issues that add the authorization and token endpoints: advertising a
-            // response type or grant before it works would mislead clients.
+            token_endpoint: settings.endpoint(TOKEN_PATH),
+            registration_endpoint: (settings.registration_mode != RegistrationMode::Closed)
+                .then(|| settings.endpoint(REGISTRATION_PATH)),
+            token_endpoint_auth_methods_supported: AuthMethod::ALL
+                .iter()
+                .map(|m| m.as_str())
+                .collect(),
+            token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS
+                .iter()
+                .map(|(_, n)| *n)
+                .collect(),
+            // Filled in by the issue that adds the authorization endpoint: advertising a response
+            // type before it works would mislead clients.
             response_types_supported: Vec::new(),
-            grant_types_supported: Vec::new(),
+            // Only grants the token endpoint really serves.
+            grant_types_supported: vec![GrantType::ClientCredentials.as_str()],
             uma_profiles_supported: Vec::new(),
         }
     }

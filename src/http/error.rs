@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::oauth::{ErrorCode, OAuthError};
+use crate::oauth::{Challenge, ErrorCode, OAuthError};
 
 /// Seconds a client should wait before retrying when the store is down (threats D7).
 const RETRY_AFTER_SECS: &str = "5";
@@ -19,7 +19,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnsupportedGrantType
         | ErrorCode::InvalidScope
         | ErrorCode::InvalidRedirectUri
-        | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidClientMetadata
+        | ErrorCode::UnapprovedSoftwareStatement => StatusCode::BAD_REQUEST,
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
         ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -59,6 +60,21 @@ impl IntoResponse for OAuthError {
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        match self.challenge {
+            Some(Challenge::Basic) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"tessera\""),
+                );
+            }
+            Some(Challenge::Bearer) => {
+                let v = format!("Bearer realm=\"tessera\", error=\"{}\"", self.code.as_str());
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            None => {}
+        }
         if self.code == ErrorCode::TemporarilyUnavailable {
             h.insert(
                 header::RETRY_AFTER,

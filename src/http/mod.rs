@@ -6,12 +6,15 @@
 
 pub mod discovery;
 pub mod error;
+pub mod extract;
 pub mod health;
 mod layers;
+pub mod registration;
+pub mod token;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::oauth::{ErrorCode, OAuthError};
@@ -20,11 +23,25 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let issuer_path = state.settings.issuer_path().to_owned();
 
-    let endpoints = Router::new()
+    let endpoints: Router<AppState> = Router::new()
         .route(discovery::UMA_PATH, get(discovery::metadata))
         .route(discovery::JWKS_PATH, get(discovery::jwks))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route(token::TOKEN_PATH, post(token::token))
+        .route(
+            crate::oauth::registration::REGISTRATION_PATH,
+            post(registration::register),
+        )
+        .route(
+            &format!(
+                "{}/{{client_id}}",
+                crate::oauth::registration::REGISTRATION_PATH
+            ),
+            get(registration::read)
+                .put(registration::update)
+                .delete(registration::delete),
+        );
 
     let app = if issuer_path.is_empty() {
         endpoints.route(discovery::OAUTH_PATH, get(discovery::metadata))

@@ -19,6 +19,7 @@ pub enum ErrorCode {
     InsufficientScope,
     InvalidRedirectUri,
     InvalidClientMetadata,
+    UnapprovedSoftwareStatement,
     NotFound,
     MethodNotAllowed,
     RequestTooLarge,
@@ -44,6 +45,7 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::UnapprovedSoftwareStatement => "unapproved_software_statement",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::ServerError => "server_error",
@@ -66,6 +68,15 @@ impl ErrorCode {
     }
 }
 
+/// The authentication scheme a 401 asks for (`WWW-Authenticate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// The client tried HTTP Basic at the token endpoint (RFC 6749 §5.2).
+    Basic,
+    /// A bearer token was missing or invalid (RFC 6750 §3).
+    Bearer,
+}
+
 #[derive(Debug, Clone)]
 pub struct OAuthError {
     pub code: ErrorCode,
@@ -73,6 +84,7 @@ pub struct OAuthError {
     pub description: Option<Cow<'static, str>>,
     /// For the log only.
     pub detail: Option<String>,
+    pub challenge: Option<Challenge>,
 }
 
 impl OAuthError {
@@ -81,6 +93,7 @@ impl OAuthError {
             code,
             description: code.default_description().map(Cow::Borrowed),
             detail: None,
+            challenge: None,
         }
     }
 
@@ -92,6 +105,35 @@ impl OAuthError {
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
+    }
+
+    pub fn challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// Client authentication failed. One generic description for every reason, so the answer does
+    /// not tell an attacker which part was wrong or whether the client exists.
+    pub fn invalid_client(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidClient)
+            .describe("client authentication failed")
+            .detail(detail)
+    }
+
+    /// A bearer token (registration access token, initial access token, PAT) is missing or invalid.
+    pub fn invalid_token(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidToken)
+            .describe("the access token is missing, invalid or expired")
+            .detail(detail)
+            .challenge(Challenge::Bearer)
+    }
+
+    pub fn invalid_client_metadata(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidClientMetadata).describe(description)
+    }
+
+    pub fn invalid_redirect_uri(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRedirectUri).describe(description)
     }
 
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {

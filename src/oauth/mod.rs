@@ -1,6 +1,11 @@
 //! OAuth machinery shared by every endpoint and grant. No HTTP types below this line.
 
+pub mod client;
+pub mod client_auth;
 pub mod error;
+pub mod grants;
+pub mod jwks_fetch;
+pub mod registration;
 pub mod tokens;
 
-pub use error::{ErrorCode, OAuthError};
+pub use error::{Challenge, ErrorCode, OAuthError};

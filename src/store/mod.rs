@@ -15,7 +15,7 @@ use sqlx::{AnyPool, Executor};
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseUrl;
-pub use records::SigningKeyRecord;
+pub use records::{AccessTokenRecord, ClientRecord, SigningKeyRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -219,6 +219,218 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected())
+    }
+}
+
+impl Store {
+    // ---- clients ----
+
+    /// Inserts a client; `false` if the id is taken.
+    pub async fn insert_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO client (client_id, secret_digest, registration_token_digest, metadata, source,
+                                 issued_at, secret_expires_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&c.client_id)
+        .bind(&c.secret_digest)
+        .bind(&c.registration_token_digest)
+        .bind(&c.metadata)
+        .bind(&c.source)
+        .bind(c.issued_at)
+        .bind(c.secret_expires_at)
+        .bind(c.updated_at)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes a configuration-file client match its declaration: inserted, or replaced if it came
+    /// from the configuration before. Returns `false` when the id belongs to a client of another
+    /// source, which is left alone.
+    pub async fn upsert_config_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+        if self.insert_client(c).await? {
+            return Ok(true);
+        }
+        let done = sqlx::query(
+            "UPDATE client SET secret_digest = $1, metadata = $2, updated_at = $3
+             WHERE client_id = $4 AND source = 'config'",
+        )
+        .bind(&c.secret_digest)
+        .bind(&c.metadata)
+        .bind(c.updated_at)
+        .bind(&c.client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, ClientRecord>(
+            "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
+                    secret_expires_at, updated_at
+             FROM client WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The client whose id *and* registration access token both match (RFC 7592), else nothing.
+    pub async fn find_client_for_management(
+        &self,
+        client_id: &str,
+        registration_token_digest: &str,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, ClientRecord>(
+            "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
+                    secret_expires_at, updated_at
+             FROM client WHERE client_id = $1 AND registration_token_digest = $2",
+        )
+        .bind(client_id)
+        .bind(registration_token_digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, ClientRecord>(
+            "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
+                    secret_expires_at, updated_at
+             FROM client ORDER BY issued_at, client_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Replaces the metadata of a client managed with this registration token. `false` if none matched.
+    pub async fn update_client_metadata(
+        &self,
+        client_id: &str,
+        registration_token_digest: &str,
+        metadata: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE client SET metadata = $1, updated_at = $2
+             WHERE client_id = $3 AND registration_token_digest = $4",
+        )
+        .bind(metadata)
+        .bind(now)
+        .bind(client_id)
+        .bind(registration_token_digest)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a client, with its access tokens. With a registration token digest, only if it matches.
+    pub async fn delete_client(
+        &self,
+        client_id: &str,
+        registration_token_digest: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done =
+            match registration_token_digest {
+                Some(d) => sqlx::query(
+                    "DELETE FROM client WHERE client_id = $1 AND registration_token_digest = $2",
+                )
+                .bind(client_id)
+                .bind(d)
+                .execute(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query("DELETE FROM client WHERE client_id = $1")
+                        .bind(client_id)
+                        .execute(&self.pool)
+                        .await?
+                }
+            };
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a client assertion's `jti` until `expires_at`. `false` if it was seen before: a replay,
+    /// on this node or any other sharing the store.
+    pub async fn record_assertion_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        // Expired entries can no longer be replayed (the assertion's own `exp` refuses them first),
+        // so each insert also sweeps a few of them.
+        sqlx::query("DELETE FROM client_assertion_jti WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query(
+            "INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- initial access tokens ----
+
+    pub async fn insert_initial_access_token(
+        &self,
+        digest: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO initial_access_token (digest, created_at, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(digest)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn initial_access_token_is_valid(
+        &self,
+        digest: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT created_at FROM initial_access_token WHERE digest = $1 AND (expires_at = 0 OR expires_at > $2)",
+        )
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    // ---- access tokens ----
+
+    pub async fn insert_access_token(&self, t: &AccessTokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO access_token (digest, client_id, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&t.digest)
+        .bind(&t.client_id)
+        .bind(&t.scope)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

@@ -27,3 +27,24 @@ impl std::fmt::Debug for SigningKeyRecord {
             .finish()
     }
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub secret_digest: Option<String>,
+    pub registration_token_digest: Option<String>,
+    pub metadata: String,
+    pub source: String,
+    pub issued_at: UnixTime,
+    pub secret_expires_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessTokenRecord {
+    pub digest: String,
+    pub client_id: String,
+    pub scope: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}

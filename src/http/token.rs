@@ -1,0 +1,63 @@
+//! `POST /token` (RFC 6749 §3.2): authenticate the client, then dispatch on the grant type. The UMA
+//! grant, authorization code and refresh token grants join this `match` as their issues land.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::extract::{OAuthForm, client_credentials};
+use crate::oauth::client::GrantType;
+use crate::oauth::client_auth::{AuthContext, authenticate};
+use crate::oauth::grants::client_credentials as cc;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+
+pub const TOKEN_PATH: &str = "/token";
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut form: OAuthForm,
+) -> Result<Response, OAuthError> {
+    let now = state.clock.now();
+    let grant = form
+        .take("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("`grant_type` is required"))?;
+    let auth_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let creds = client_credentials(auth_header, &mut form);
+    let token_endpoint = state.settings.endpoint(TOKEN_PATH);
+    let ctx = AuthContext {
+        store: &state.store,
+        fetcher: &state.jwks_fetcher,
+        audiences: [token_endpoint.as_str(), state.settings.issuer.as_str()],
+        now,
+    };
+    let client = authenticate(&ctx, creds).await?;
+    let body = match GrantType::parse(&grant) {
+        Some(GrantType::ClientCredentials) => {
+            cc::grant(
+                &state.store,
+                &client,
+                form.get("scope"),
+                state.settings.tokens.pat,
+                now,
+            )
+            .await?
+        }
+        Some(GrantType::AuthorizationCode | GrantType::RefreshToken | GrantType::UmaTicket)
+        | None => {
+            return Err(OAuthError::new(ErrorCode::UnsupportedGrantType)
+                .describe("this grant type is not supported here")
+                .detail(format!("grant_type `{grant}`")));
+        }
+    };
+    let mut res = Json(body).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(res)
+}
