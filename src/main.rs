@@ -152,7 +152,8 @@ fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::new(&settings.log);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match settings.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -328,6 +329,17 @@ fn warn_about_unsafe_settings(settings: &Settings) {
         tracing::warn!(
             "registration.mode is \"open\": anyone who can reach this server can register clients; \
              use \"initial_access_token\" in production"
+        );
+    }
+    for c in settings
+        .clients
+        .iter()
+        .filter(|c| c.client_secret.is_some())
+    {
+        tracing::warn!(
+            client_id = %c.client_id,
+            "a client secret is written in the configuration file: fine for demos; register production \
+             clients with `tessera clients add` or dynamic registration"
         );
     }
     if settings.danger_allow_private_fetch {
