@@ -15,10 +15,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "this is the one sanctioned reader of the wall clock"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "this is the one sanctioned reader of the wall clock")]
     fn now(&self) -> UnixTime {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),

@@ -61,6 +61,8 @@ struct RawSettings {
     database_connect_timeout_secs: Option<u64>,
     migrate_on_start: Option<bool>,
     policies_dir: Option<PathBuf>,
+    policy_schema: Option<PathBuf>,
+    policy_reload_secs: Option<u64>,
     verifiers_dir: Option<PathBuf>,
     log: Option<String>,
     log_format: Option<LogFormat>,
@@ -122,14 +124,8 @@ impl fmt::Debug for StaticClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StaticClient")
             .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "token_endpoint_auth_method",
-                &self.token_endpoint_auth_method,
-            )
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("token_endpoint_auth_method", &self.token_endpoint_auth_method)
             .finish_non_exhaustive()
     }
 }
@@ -242,6 +238,10 @@ pub struct Settings {
     pub database_connect_timeout_secs: u64,
     pub migrate_on_start: bool,
     pub policies_dir: PathBuf,
+    /// The Cedar schema every policy is validated against.
+    pub policy_schema: PathBuf,
+    /// How often the policies folder is checked for changes (hot reload); 0 turns reloading off.
+    pub policy_reload_secs: u64,
     pub verifiers_dir: PathBuf,
     pub log: String,
     pub log_format: LogFormat,
@@ -273,10 +273,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key, reason: reason.into() }
 }
 
 impl Settings {
@@ -294,24 +291,17 @@ impl Settings {
         let mut builder = config::Config::builder();
         match path {
             Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_path_buf())),
-            Some(p) => {
-                builder = builder.add_source(config::File::from(p).format(config::FileFormat::Toml))
-            }
+            Some(p) => builder = builder.add_source(config::File::from(p).format(config::FileFormat::Toml)),
             None => {
                 let default = Path::new(DEFAULT_CONFIG_FILE);
                 if default.exists() {
-                    builder = builder
-                        .add_source(config::File::from(default).format(config::FileFormat::Toml));
+                    builder = builder.add_source(config::File::from(default).format(config::FileFormat::Toml));
                 }
             }
         }
         let env: HashMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| {
-                k.starts_with("TESSERA_")
-                    && !k.starts_with("TESSERA_TEST_")
-                    && k != "TESSERA_CONFIG"
-            })
+            .filter(|(k, _)| k.starts_with("TESSERA_") && !k.starts_with("TESSERA_TEST_") && k != "TESSERA_CONFIG")
             .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("TESSERA")
@@ -320,10 +310,8 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
-        let raw: RawSettings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let raw: RawSettings =
+            builder.build().and_then(|c| c.try_deserialize()).map_err(|e| ConfigError::Load(e.to_string()))?;
         raw.validate()
     }
 
@@ -372,36 +360,23 @@ fn is_loopback_host(url: &Url) -> bool {
 
 fn validate_issuer(issuer: &str) -> Result<Url, ConfigError> {
     const KEY: &str = "issuer";
-    let url = Url::parse(issuer)
-        .map_err(|e| invalid(KEY, format!("`{issuer}` is not an absolute URL ({e})")))?;
+    let url = Url::parse(issuer).map_err(|e| invalid(KEY, format!("`{issuer}` is not an absolute URL ({e})")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback_host(&url) => {}
         "http" => {
-            return Err(invalid(
-                KEY,
-                "must use https unless the host is a loopback address",
-            ));
+            return Err(invalid(KEY, "must use https unless the host is a loopback address"));
         }
         other => return Err(invalid(KEY, format!("scheme `{other}` is not https"))),
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(
-            KEY,
-            "must not have a query or fragment (RFC 8414 §2)",
-        ));
+        return Err(invalid(KEY, "must not have a query or fragment (RFC 8414 §2)"));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(KEY, "must not carry credentials"));
     }
     if issuer.ends_with('/') {
-        return Err(invalid(
-            KEY,
-            format!(
-                "must not end with `/` (write `{}`)",
-                issuer.trim_end_matches('/')
-            ),
-        ));
+        return Err(invalid(KEY, format!("must not end with `/` (write `{}`)", issuer.trim_end_matches('/'))));
     }
     Ok(url)
 }
@@ -422,68 +397,33 @@ fn validate_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
 
 impl RawSettings {
     fn validate(self) -> Result<Settings, ConfigError> {
-        let issuer = self
-            .issuer
-            .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+        let issuer = self.issuer.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
         let issuer_url = validate_issuer(&issuer)?;
         let listen_raw = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "listen",
-                format!("`{listen_raw}` is not an address such as `127.0.0.1:8080`"),
-            )
-        })?;
-        let database_url =
-            validate_database_url(self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))?;
+        let listen = listen_raw
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("listen", format!("`{listen_raw}` is not an address such as `127.0.0.1:8080`")))?;
+        let database_url = validate_database_url(self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))?;
         let database_max_connections = self.database_max_connections.unwrap_or(8);
         if !(1..=512).contains(&database_max_connections) {
-            return Err(invalid(
-                "database_max_connections",
-                format!("{database_max_connections} is outside 1..=512"),
-            ));
+            return Err(invalid("database_max_connections", format!("{database_max_connections} is outside 1..=512")));
         }
         let database_connect_timeout_secs = self.database_connect_timeout_secs.unwrap_or(5);
         if !(1..=300).contains(&database_connect_timeout_secs) {
-            return Err(invalid(
-                "database_connect_timeout_secs",
-                "must be within 1..=300",
-            ));
+            return Err(invalid("database_connect_timeout_secs", "must be within 1..=300"));
         }
         let log = self.log.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
-            return Err(invalid(
-                "log",
-                format!("`{log}` is not a log filter such as `info` or `tessera=debug`"),
-            ));
+            return Err(invalid("log", format!("`{log}` is not a log filter such as `info` or `tessera=debug`")));
         }
 
         const DAY: i64 = 86_400;
         let t = self.tokens;
         let tokens = TokenLifetimes {
-            ticket: bounded(
-                "tokens.ticket_lifetime_secs",
-                t.ticket_lifetime_secs.unwrap_or(300),
-                10,
-                DAY,
-            )?,
-            rpt: bounded(
-                "tokens.rpt_lifetime_secs",
-                t.rpt_lifetime_secs.unwrap_or(3_600),
-                10,
-                30 * DAY,
-            )?,
-            pct: bounded(
-                "tokens.pct_lifetime_secs",
-                t.pct_lifetime_secs.unwrap_or(30 * DAY),
-                60,
-                400 * DAY,
-            )?,
-            pat: bounded(
-                "tokens.pat_lifetime_secs",
-                t.pat_lifetime_secs.unwrap_or(3_600),
-                10,
-                30 * DAY,
-            )?,
+            ticket: bounded("tokens.ticket_lifetime_secs", t.ticket_lifetime_secs.unwrap_or(300), 10, DAY)?,
+            rpt: bounded("tokens.rpt_lifetime_secs", t.rpt_lifetime_secs.unwrap_or(3_600), 10, 30 * DAY)?,
+            pct: bounded("tokens.pct_lifetime_secs", t.pct_lifetime_secs.unwrap_or(30 * DAY), 60, 400 * DAY)?,
+            pat: bounded("tokens.pat_lifetime_secs", t.pat_lifetime_secs.unwrap_or(3_600), 10, 30 * DAY)?,
             refresh_token: bounded(
                 "tokens.refresh_token_lifetime_secs",
                 t.refresh_token_lifetime_secs.unwrap_or(DAY),
@@ -500,20 +440,20 @@ impl RawSettings {
 
         let key_refresh_secs = self.signing.key_refresh_secs.unwrap_or(60);
         if !(1..=3_600).contains(&key_refresh_secs) {
-            return Err(invalid(
-                "signing.key_refresh_secs",
-                "must be within 1..=3600",
-            ));
+            return Err(invalid("signing.key_refresh_secs", "must be within 1..=3600"));
         }
         let body_limit_bytes = self.http.body_limit_bytes.unwrap_or(64 * 1024);
         let token_body_limit_bytes = self.http.token_body_limit_bytes.unwrap_or(256 * 1024);
-        for (key, v) in [
-            ("http.body_limit_bytes", body_limit_bytes),
-            ("http.token_body_limit_bytes", token_body_limit_bytes),
-        ] {
+        for (key, v) in
+            [("http.body_limit_bytes", body_limit_bytes), ("http.token_body_limit_bytes", token_body_limit_bytes)]
+        {
             if !(1_024..=16 * 1024 * 1024).contains(&v) {
                 return Err(invalid(key, format!("{v} is outside 1024..=16777216")));
             }
+        }
+        let policy_reload_secs = self.policy_reload_secs.unwrap_or(2);
+        if policy_reload_secs > 3_600 {
+            return Err(invalid("policy_reload_secs", "must be at most 3600 (0 turns reloading off)"));
         }
         let shutdown_grace_secs = self.http.shutdown_grace_secs.unwrap_or(30);
         if shutdown_grace_secs > 3_600 {
@@ -521,10 +461,7 @@ impl RawSettings {
         }
 
         let initial_access_tokens = self.registration.initial_access_tokens;
-        if initial_access_tokens
-            .iter()
-            .any(|t| t.len() < MIN_CONFIGURED_SECRET_LEN)
-        {
+        if initial_access_tokens.iter().any(|t| t.len() < MIN_CONFIGURED_SECRET_LEN) {
             return Err(invalid(
                 "registration.initial_access_tokens",
                 format!("each token needs at least {MIN_CONFIGURED_SECRET_LEN} characters"),
@@ -536,21 +473,12 @@ impl RawSettings {
                 return Err(invalid("clients.client_id", "must be 1 to 255 characters"));
             }
             if !seen.insert(c.client_id.clone()) {
-                return Err(invalid(
-                    "clients.client_id",
-                    format!("`{}` is declared twice", c.client_id),
-                ));
+                return Err(invalid("clients.client_id", format!("`{}` is declared twice", c.client_id)));
             }
-            if c.client_secret
-                .as_ref()
-                .is_some_and(|s| s.len() < MIN_CONFIGURED_SECRET_LEN)
-            {
+            if c.client_secret.as_ref().is_some_and(|s| s.len() < MIN_CONFIGURED_SECRET_LEN) {
                 return Err(invalid(
                     "clients.client_secret",
-                    format!(
-                        "client `{}`: at least {MIN_CONFIGURED_SECRET_LEN} characters",
-                        c.client_id
-                    ),
+                    format!("client `{}`: at least {MIN_CONFIGURED_SECRET_LEN} characters", c.client_id),
                 ));
             }
         }
@@ -563,12 +491,10 @@ impl RawSettings {
             database_max_connections,
             database_connect_timeout_secs,
             migrate_on_start: self.migrate_on_start.unwrap_or(true),
-            policies_dir: self
-                .policies_dir
-                .unwrap_or_else(|| PathBuf::from("policies")),
-            verifiers_dir: self
-                .verifiers_dir
-                .unwrap_or_else(|| PathBuf::from("verifiers")),
+            policies_dir: self.policies_dir.unwrap_or_else(|| PathBuf::from("policies")),
+            policy_schema: self.policy_schema.unwrap_or_else(|| PathBuf::from("schemas/tessera.cedarschema")),
+            policy_reload_secs,
+            verifiers_dir: self.verifiers_dir.unwrap_or_else(|| PathBuf::from("verifiers")),
             log,
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             danger_allow_private_fetch: self.danger_allow_private_fetch.unwrap_or(false),
@@ -593,10 +519,7 @@ mod tests {
     fn with_file(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(toml.as_bytes()).unwrap();
-        Settings::load_with_env(
-            Some(f.path()),
-            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        )
+        Settings::load_with_env(Some(f.path()), env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
     }
 
     fn message(r: Result<Settings, ConfigError>) -> String {
@@ -644,16 +567,11 @@ mod tests {
     fn bad_values_name_the_setting() {
         assert!(message(with_file("listen = \"nope\"\n", &[])).contains("`listen`"));
         assert!(message(with_file("issuer = \"http://example.com\"\n", &[])).contains("`issuer`"));
-        assert!(
-            message(with_file("issuer = \"https://a.test/\"\n", &[])).contains("must not end with")
-        );
+        assert!(message(with_file("issuer = \"https://a.test/\"\n", &[])).contains("must not end with"));
         assert!(message(with_file("issuer = \"https://a.test?x=1\"\n", &[])).contains("query"));
+        assert!(message(with_file("database_url = \"mysql://x\"\n", &[])).contains("`database_url`"));
         assert!(
-            message(with_file("database_url = \"mysql://x\"\n", &[])).contains("`database_url`")
-        );
-        assert!(
-            message(with_file("[tokens]\nticket_lifetime_secs = 0\n", &[]))
-                .contains("tokens.ticket_lifetime_secs")
+            message(with_file("[tokens]\nticket_lifetime_secs = 0\n", &[])).contains("tokens.ticket_lifetime_secs")
         );
         assert!(message(with_file("[signing]\nalgorithm = \"HS256\"\n", &[])).contains("HS256"));
         assert!(message(with_file("log = \"info,[\"\n", &[])).contains("`log`"));
@@ -667,10 +585,7 @@ mod tests {
 
     #[test]
     fn a_missing_named_file_is_an_error() {
-        let r = Settings::load_with_env(
-            Some(Path::new("/nonexistent/tessera.toml")),
-            std::iter::empty(),
-        );
+        let r = Settings::load_with_env(Some(Path::new("/nonexistent/tessera.toml")), std::iter::empty());
         assert!(message(r).contains("does not exist"));
     }
 

@@ -32,9 +32,7 @@ pub enum KeyError {
     NoActiveKey(SigningAlgorithm),
     #[error("cannot sign: {0}")]
     Sign(String),
-    #[error(
-        "another node rotated the {0} key at the same time; run the rotation again if still wanted"
-    )]
+    #[error("another node rotated the {0} key at the same time; run the rotation again if still wanted")]
     RotationRace(SigningAlgorithm),
 }
 
@@ -56,10 +54,7 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn encoding_key(
-    alg: SigningAlgorithm,
-    private_pem: &str,
-) -> Result<EncodingKey, jsonwebtoken::errors::Error> {
+fn encoding_key(alg: SigningAlgorithm, private_pem: &str) -> Result<EncodingKey, jsonwebtoken::errors::Error> {
     match alg {
         SigningAlgorithm::ES256 => EncodingKey::from_ec_pem(private_pem.as_bytes()),
         SigningAlgorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
@@ -67,10 +62,7 @@ fn encoding_key(
 }
 
 /// The public JWK of a private key, with `kid` = its RFC 7638 thumbprint, `alg` and `use`.
-fn public_jwk(
-    alg: SigningAlgorithm,
-    key: &EncodingKey,
-) -> Result<Jwk, jsonwebtoken::errors::Error> {
+fn public_jwk(alg: SigningAlgorithm, key: &EncodingKey) -> Result<Jwk, jsonwebtoken::errors::Error> {
     let mut jwk = Jwk::from_encoding_key(key, jwt_algorithm(alg))?;
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk.common.key_id = Some(jwk.thumbprint(ThumbprintHash::SHA256)?);
@@ -78,19 +70,13 @@ fn public_jwk(
 }
 
 /// A freshly generated key, ready to be stored.
-pub fn generate(
-    alg: SigningAlgorithm,
-    generation: i64,
-    now: UnixTime,
-) -> Result<SigningKeyRecord, KeyError> {
+pub fn generate(alg: SigningAlgorithm, generation: i64, now: UnixTime) -> Result<SigningKeyRecord, KeyError> {
     let fail = |_| KeyError::Generate(alg);
     let pkcs8: Vec<u8> = match alg {
-        SigningAlgorithm::ES256 => {
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .map_err(fail)?
-                .as_ref()
-                .to_vec()
-        }
+        SigningAlgorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .map_err(fail)?
+            .as_ref()
+            .to_vec(),
         SigningAlgorithm::RS256 => RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
             .map_err(fail)?
             .as_der()
@@ -143,8 +129,7 @@ pub struct PublishedKey {
 /// How long after retirement a key stays published: every token it signed must have expired, counting
 /// the refresh interval during which other nodes may still have signed with it.
 pub fn publication_window(settings: &Settings) -> i64 {
-    settings.tokens.longest_signed()
-        + i64::try_from(settings.key_refresh_secs).unwrap_or(i64::MAX / 2)
+    settings.tokens.longest_signed() + i64::try_from(settings.key_refresh_secs).unwrap_or(i64::MAX / 2)
 }
 
 impl KeySet {
@@ -153,27 +138,16 @@ impl KeySet {
         let mut jwks = Vec::new();
         let mut published = Vec::new();
         for r in records {
-            let corrupt = |reason: &str| KeyError::Corrupt {
-                kid: r.kid.clone(),
-                reason: reason.to_owned(),
-            };
-            if r.retired_at
-                .is_some_and(|t| t.saturating_add(window) <= now)
-            {
+            let corrupt = |reason: &str| KeyError::Corrupt { kid: r.kid.clone(), reason: reason.to_owned() };
+            if r.retired_at.is_some_and(|t| t.saturating_add(window) <= now) {
                 continue;
             }
-            let alg =
-                SigningAlgorithm::parse(&r.alg).ok_or_else(|| corrupt("unknown algorithm"))?;
-            let jwk: serde_json::Value = serde_json::from_str(&r.public_jwk)
-                .map_err(|_| corrupt("public JWK is not JSON"))?;
+            let alg = SigningAlgorithm::parse(&r.alg).ok_or_else(|| corrupt("unknown algorithm"))?;
+            let jwk: serde_json::Value =
+                serde_json::from_str(&r.public_jwk).map_err(|_| corrupt("public JWK is not JSON"))?;
             if r.retired_at.is_none() {
-                let key = encoding_key(alg, &r.private_pem)
-                    .map_err(|_| corrupt("private key does not parse"))?;
-                active.push(ActiveKey {
-                    kid: r.kid.clone(),
-                    alg,
-                    key,
-                });
+                let key = encoding_key(alg, &r.private_pem).map_err(|_| corrupt("private key does not parse"))?;
+                active.push(ActiveKey { kid: r.kid.clone(), alg, key });
             }
             jwks.push(jwk);
             published.push(PublishedKey {
@@ -185,13 +159,9 @@ impl KeySet {
                 retired_at: r.retired_at,
             });
         }
-        let jwks = serde_json::to_string(&serde_json::json!({ "keys": jwks }))
-            .map_err(|e| KeyError::Sign(e.to_string()))?;
-        Ok(KeySet {
-            active,
-            jwks: jwks.into(),
-            published,
-        })
+        let jwks =
+            serde_json::to_string(&serde_json::json!({ "keys": jwks })).map_err(|e| KeyError::Sign(e.to_string()))?;
+        Ok(KeySet { active, jwks: jwks.into(), published })
     }
 
     pub fn jwks(&self) -> Arc<str> {
@@ -226,19 +196,9 @@ pub async fn ensure_active_keys(store: &Store, now: UnixTime) -> Result<(), KeyE
 }
 
 /// Adds a new active key for `alg` and retires the previous one. Returns the new key id.
-pub async fn rotate(
-    store: &Store,
-    alg: SigningAlgorithm,
-    now: UnixTime,
-) -> Result<String, KeyError> {
+pub async fn rotate(store: &Store, alg: SigningAlgorithm, now: UnixTime) -> Result<String, KeyError> {
     let records = store.signing_keys().await?;
-    let next = records
-        .iter()
-        .filter(|r| r.alg == alg.as_str())
-        .map(|r| r.generation)
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let next = records.iter().filter(|r| r.alg == alg.as_str()).map(|r| r.generation).max().unwrap_or(0) + 1;
     let key = generate(alg, next, now)?;
     if !store.add_signing_key(&key, now).await? {
         return Err(KeyError::RotationRace(alg));
@@ -248,9 +208,7 @@ pub async fn rotate(
 
 /// Deletes retired keys that are no longer published.
 pub async fn prune(store: &Store, settings: &Settings, now: UnixTime) -> Result<u64, KeyError> {
-    Ok(store
-        .delete_signing_keys_retired_before(now - publication_window(settings))
-        .await?)
+    Ok(store.delete_signing_keys_retired_before(now - publication_window(settings)).await?)
 }
 
 /// The node's view of the keys, shared by handlers and refreshed in the background.
@@ -267,11 +225,7 @@ impl Keys {
         if set.active(settings.signing_algorithm).is_none() {
             return Err(KeyError::NoActiveKey(settings.signing_algorithm));
         }
-        Ok(Keys {
-            current: RwLock::new(Arc::new(set)),
-            default_alg: settings.signing_algorithm,
-            window,
-        })
+        Ok(Keys { current: RwLock::new(Arc::new(set)), default_alg: settings.signing_algorithm, window })
     }
 
     /// Re-reads the keys from the store. On failure the previous set keeps serving.
@@ -280,19 +234,13 @@ impl Keys {
         if set.active(self.default_alg).is_none() {
             return Err(KeyError::NoActiveKey(self.default_alg));
         }
-        let mut guard = self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         *guard = Arc::new(set);
         Ok(())
     }
 
     pub fn current(&self) -> Arc<KeySet> {
-        self.current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn default_algorithm(&self) -> SigningAlgorithm {
@@ -300,12 +248,7 @@ impl Keys {
     }
 
     /// Signs `claims` as a compact JWS with the active key of `alg` (default: the configured one).
-    pub fn sign<T: Serialize>(
-        &self,
-        claims: &T,
-        alg: Option<SigningAlgorithm>,
-        typ: &str,
-    ) -> Result<String, KeyError> {
+    pub fn sign<T: Serialize>(&self, claims: &T, alg: Option<SigningAlgorithm>, typ: &str) -> Result<String, KeyError> {
         let alg = alg.unwrap_or(self.default_alg);
         let set = self.current();
         let key = set.active(alg).ok_or(KeyError::NoActiveKey(alg))?;
@@ -336,24 +279,10 @@ mod tests {
         for alg in SigningAlgorithm::ALL {
             let rec = generate(alg, 1, 100).unwrap();
             let set = set_of(std::slice::from_ref(&rec), 10, 100);
-            let keys = Keys {
-                current: RwLock::new(Arc::new(set)),
-                default_alg: alg,
-                window: 10,
-            };
-            let token = keys
-                .sign(
-                    &Claims {
-                        iss: "me".into(),
-                        exp: 4_000_000_000,
-                    },
-                    None,
-                    "JWT",
-                )
-                .unwrap();
+            let keys = Keys { current: RwLock::new(Arc::new(set)), default_alg: alg, window: 10 };
+            let token = keys.sign(&Claims { iss: "me".into(), exp: 4_000_000_000 }, None, "JWT").unwrap();
 
-            let jwks: jsonwebtoken::jwk::JwkSet =
-                serde_json::from_str(&keys.current().jwks()).unwrap();
+            let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&keys.current().jwks()).unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.kid.as_deref(), Some(rec.kid.as_str()));
             let jwk = jwks.find(&rec.kid).unwrap();
@@ -389,12 +318,7 @@ mod tests {
         let during = set_of(&records, 3_600, 1_000 + 3_599);
         let kids: Vec<_> = during.published().iter().map(|k| k.kid.as_str()).collect();
         assert_eq!(kids, [new.kid.as_str(), old.kid.as_str()]);
-        assert_eq!(
-            during
-                .active(SigningAlgorithm::ES256)
-                .map(|k| k.kid.as_str()),
-            Some(new.kid.as_str())
-        );
+        assert_eq!(during.active(SigningAlgorithm::ES256).map(|k| k.kid.as_str()), Some(new.kid.as_str()));
 
         let after = set_of(&records, 3_600, 1_000 + 3_600);
         let kids: Vec<_> = after.published().iter().map(|k| k.kid.as_str()).collect();
@@ -405,9 +329,6 @@ mod tests {
     fn a_corrupt_stored_key_is_reported_not_used() {
         let mut rec = generate(SigningAlgorithm::ES256, 1, 0).unwrap();
         rec.private_pem = "garbage".into();
-        assert!(matches!(
-            KeySet::build(&[rec], 10, 0),
-            Err(KeyError::Corrupt { .. })
-        ));
+        assert!(matches!(KeySet::build(&[rec], 10, 0), Err(KeyError::Corrupt { .. })));
     }
 }

@@ -33,17 +33,12 @@ pub enum StartError {
 
 /// Connects to the configured store and, unless `migrate_on_start` is off, brings its schema up to date.
 pub async fn open_store(settings: &Settings, migrate: bool) -> Result<Store, StartError> {
-    let wrap = |source| StartError::Store {
-        url: settings.database_url.to_string(),
-        source,
-    };
+    let wrap = |source| StartError::Store { url: settings.database_url.to_string(), source };
     let opts = ConnectOptions {
         max_connections: settings.database_max_connections,
         connect_timeout: Duration::from_secs(settings.database_connect_timeout_secs),
     };
-    let store = Store::connect(&settings.database_url, &opts)
-        .await
-        .map_err(wrap)?;
+    let store = Store::connect(&settings.database_url, &opts).await.map_err(wrap)?;
     if migrate {
         store.migrate().await.map_err(wrap)?;
     }
@@ -60,9 +55,7 @@ impl Server {
         let store = open_store(&settings, settings.migrate_on_start).await?;
         keys::ensure_active_keys(&store, clock.now()).await?;
         let keys = Keys::load(&store, &settings, clock.now()).await?;
-        oauth::registration::sync_static_clients(&store, &settings, clock.now())
-            .await
-            .map_err(StartError::Clients)?;
+        oauth::registration::sync_static_clients(&store, &settings, clock.now()).await.map_err(StartError::Clients)?;
         let metadata = Metadata::new(&settings);
         let settings_allow_private = settings.danger_allow_private_fetch;
         let state = AppState {

@@ -10,11 +10,7 @@ use tessera::config::{LogFormat, Settings, SigningAlgorithm};
 use tessera::{Server, keys, open_store};
 
 #[derive(Parser)]
-#[command(
-    name = "tessera",
-    version,
-    about = "A UMA 2.0 authorization server whose decisions are Cedar policies"
-)]
+#[command(name = "tessera", version, about = "A UMA 2.0 authorization server whose decisions are Cedar policies")]
 struct Cli {
     /// Configuration file (TOML). Default: `tessera.toml` in the working directory, if present.
     #[arg(long, short, global = true, env = "TESSERA_CONFIG")]
@@ -128,10 +124,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tessera: cannot start the async runtime: {e}");
@@ -167,12 +160,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             warn_about_unsafe_settings(&settings);
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "cannot listen on `{}` (setting `listen`): {e}",
-                        settings.listen
-                    )
-                })?;
+                .map_err(|e| format!("cannot listen on `{}` (setting `listen`): {e}", settings.listen))?;
             let bound = listener.local_addr()?;
             let server = Server::build(settings.clone(), Arc::new(clock)).await?;
             tracing::info!(
@@ -186,19 +174,13 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
         }
         Command::Migrate => {
             let store = open_store(&settings, true).await?;
-            println!(
-                "migrations applied to {} ({})",
-                settings.database_url,
-                store.backend().as_str()
-            );
+            println!("migrations applied to {} ({})", settings.database_url, store.backend().as_str());
         }
         Command::Keys { command } => {
             let store = open_store(&settings, settings.migrate_on_start).await?;
             keys::ensure_active_keys(&store, clock.now()).await?;
             if let KeysCommand::Rotate { alg } = command {
-                let algs = alg
-                    .map(|a| vec![a])
-                    .unwrap_or_else(|| SigningAlgorithm::ALL.to_vec());
+                let algs = alg.map(|a| vec![a]).unwrap_or_else(|| SigningAlgorithm::ALL.to_vec());
                 for a in algs {
                     let kid = keys::rotate(&store, a, clock.now()).await?;
                     eprintln!("rotated {a}: new active key `{kid}`");
@@ -209,32 +191,22 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 }
             }
             let set = keys::Keys::load(&store, &settings, clock.now()).await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(set.current().published())?
-            );
+            println!("{}", serde_json::to_string_pretty(set.current().published())?);
         }
         Command::Clients { command } => clients(command, &settings, clock.now()).await?,
-        Command::Registration {
-            command: RegistrationCommand::Token { expires_in },
-        } => {
+        Command::Registration { command: RegistrationCommand::Token { expires_in } } => {
             let store = open_store(&settings, settings.migrate_on_start).await?;
-            let token = tessera::oauth::tokens::OpaqueToken::generate()
-                .map_err(|_| "the random generator failed")?;
+            let token = tessera::oauth::tokens::OpaqueToken::generate().map_err(|_| "the random generator failed")?;
             let now = clock.now();
             let expires_at = match expires_in {
                 Some(s) if s > 0 => now + s,
                 Some(_) => return Err("--expires-in must be positive".into()),
                 None => 0,
             };
-            store
-                .insert_initial_access_token(token.digest().as_str(), now, expires_at)
-                .await?;
+            store.insert_initial_access_token(token.digest().as_str(), now, expires_at).await?;
             println!("{}", token.expose());
         }
-        Command::Config {
-            command: ConfigCommand::Check,
-        } => {
+        Command::Config { command: ConfigCommand::Check } => {
             println!("configuration is valid");
             println!("  issuer            {}", settings.issuer);
             println!("  listen            {}", settings.listen);
@@ -247,11 +219,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-async fn clients(
-    command: ClientsCommand,
-    settings: &Settings,
-    now: i64,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn clients(command: ClientsCommand, settings: &Settings, now: i64) -> Result<(), Box<dyn std::error::Error>> {
     use tessera::oauth::client::{self as oc, ClientSource, RequestedMetadata};
     use tessera::oauth::registration as reg;
     let store = open_store(settings, settings.migrate_on_start).await?;
@@ -268,16 +236,11 @@ async fn clients(
         } => {
             let jwks = match jwks_file {
                 Some(f) => Some(
-                    serde_json::from_str(&std::fs::read_to_string(&f)?)
-                        .map_err(|e| format!("{}: {e}", f.display()))?,
+                    serde_json::from_str(&std::fs::read_to_string(&f)?).map_err(|e| format!("{}: {e}", f.display()))?,
                 ),
                 None => None,
             };
-            let grant_types = if grant_types.is_empty() {
-                vec!["client_credentials".to_owned()]
-            } else {
-                grant_types
-            };
+            let grant_types = if grant_types.is_empty() { vec!["client_credentials".to_owned()] } else { grant_types };
             let req = RequestedMetadata {
                 client_name: Some(name),
                 token_endpoint_auth_method: Some(auth_method),
@@ -289,12 +252,10 @@ async fn clients(
                 jwks_uri,
                 ..RequestedMetadata::default()
             };
-            let fetcher =
-                tessera::oauth::jwks_fetch::JwksFetcher::new(settings.danger_allow_private_fetch);
+            let fetcher = tessera::oauth::jwks_fetch::JwksFetcher::new(settings.danger_allow_private_fetch);
             let metadata = oc::validate(req).map_err(|e| e.to_string())?;
-            let r = reg::register(&store, &fetcher, metadata, ClientSource::Cli, now)
-                .await
-                .map_err(|e| e.to_string())?;
+            let r =
+                reg::register(&store, &fetcher, metadata, ClientSource::Cli, now).await.map_err(|e| e.to_string())?;
             let info = reg::client_information(settings, &r.client, r.client_secret.as_ref(), None);
             println!("{}", serde_json::to_string_pretty(&info)?);
             if r.client_secret.is_some() {
@@ -331,11 +292,7 @@ fn warn_about_unsafe_settings(settings: &Settings) {
              use \"initial_access_token\" in production"
         );
     }
-    for c in settings
-        .clients
-        .iter()
-        .filter(|c| c.client_secret.is_some())
-    {
+    for c in settings.clients.iter().filter(|c| c.client_secret.is_some()) {
         tracing::warn!(
             client_id = %c.client_id,
             "a client secret is written in the configuration file: fine for demos; register production \
@@ -343,9 +300,7 @@ fn warn_about_unsafe_settings(settings: &Settings) {
         );
     }
     if settings.danger_allow_private_fetch {
-        tracing::warn!(
-            "danger_allow_private_fetch is on: client-supplied URLs may reach private addresses"
-        );
+        tracing::warn!("danger_allow_private_fetch is on: client-supplied URLs may reach private addresses");
     }
     if settings.is_loopback_http() {
         tracing::warn!(

@@ -49,14 +49,8 @@ impl Metadata {
             token_endpoint: settings.endpoint(TOKEN_PATH),
             registration_endpoint: (settings.registration_mode != RegistrationMode::Closed)
                 .then(|| settings.endpoint(REGISTRATION_PATH)),
-            token_endpoint_auth_methods_supported: AuthMethod::ALL
-                .iter()
-                .map(|m| m.as_str())
-                .collect(),
-            token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS
-                .iter()
-                .map(|(_, n)| *n)
-                .collect(),
+            token_endpoint_auth_methods_supported: AuthMethod::ALL.iter().map(|m| m.as_str()).collect(),
+            token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS.iter().map(|(_, n)| *n).collect(),
             // Filled in by the issue that adds the authorization endpoint: advertising a response
             // type before it works would mislead clients.
             response_types_supported: Vec::new(),
@@ -69,10 +63,7 @@ impl Metadata {
 
 pub async fn metadata(State(state): State<AppState>) -> Response {
     let mut res = axum::Json(state.metadata.as_ref().clone()).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(PUBLIC_CACHE),
-    );
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(PUBLIC_CACHE));
     res
 }
 
@@ -81,14 +72,8 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys.current().jwks();
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(PUBLIC_CACHE),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static(PUBLIC_CACHE)),
         ],
         body.to_string(),
     )

@@ -52,20 +52,14 @@ impl IntoResponse for OAuthError {
             }
             (false, None) => tracing::info!(error = self.code.as_str(), "request refused"),
         }
-        let body = ErrorBody {
-            error: self.code.as_str(),
-            error_description: self.description.as_deref(),
-        };
+        let body = ErrorBody { error: self.code.as_str(), error_description: self.description.as_deref() };
         let mut res = (status, Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         match self.challenge {
             Some(Challenge::Basic) => {
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"tessera\""),
-                );
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tessera\""));
             }
             Some(Challenge::Bearer) => {
                 let v = format!("Bearer realm=\"tessera\", error=\"{}\"", self.code.as_str());
@@ -76,10 +70,7 @@ impl IntoResponse for OAuthError {
             None => {}
         }
         if self.code == ErrorCode::TemporarilyUnavailable {
-            h.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
         }
         res
     }
@@ -94,11 +85,7 @@ mod tests {
         let res = e.into_response();
         let (parts, body) = res.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        (
-            parts.status,
-            parts.headers,
-            serde_json::from_slice(&bytes).unwrap(),
-        )
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
     }
 
     #[tokio::test]
@@ -123,23 +110,15 @@ mod tests {
             ServerError,
         ];
         for code in all {
-            let (status, headers, body) =
-                render(OAuthError::new(code).detail("SELECT secret FROM x")).await;
+            let (status, headers, body) = render(OAuthError::new(code).detail("SELECT secret FROM x")).await;
             assert_eq!(status, status_of(code));
             assert_eq!(body["error"], code.as_str());
             assert_eq!(headers[header::CACHE_CONTROL], "no-store");
             assert_eq!(headers[header::CONTENT_TYPE], "application/json");
             let text = body.to_string();
-            assert!(
-                !text.contains("SELECT"),
-                "detail leaked for {code:?}: {text}"
-            );
+            assert!(!text.contains("SELECT"), "detail leaked for {code:?}: {text}");
             let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
-            assert!(
-                keys.iter()
-                    .all(|k| k == "error" || k == "error_description"),
-                "{keys:?}"
-            );
+            assert!(keys.iter().all(|k| k == "error" || k == "error_description"), "{keys:?}");
         }
     }
 
@@ -154,9 +133,6 @@ mod tests {
     #[tokio::test]
     async fn server_errors_say_nothing_specific() {
         let (_, _, body) = render(OAuthError::server_error("thread panicked at src/x.rs:1")).await;
-        assert_eq!(
-            body,
-            serde_json::json!({"error": "server_error", "error_description": "internal error"})
-        );
+        assert_eq!(body, serde_json::json!({"error": "server_error", "error_description": "internal error"}));
     }
 }

@@ -32,9 +32,7 @@ impl OAuthForm {
         let mut out = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
             if out.contains_key(k.as_ref()) {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter `{k}` is repeated"
-                )));
+                return Err(OAuthError::invalid_request(format!("parameter `{k}` is repeated")));
             }
             if !v.is_empty() {
                 out.insert(k.into_owned(), v.into_owned());
@@ -60,16 +58,11 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     type Rejection = OAuthError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("?").to_owned());
+        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?").to_owned());
         if let Some(ct) = content_type {
             let essence = ct.split(';').next().unwrap_or("").trim();
             if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-                return Err(OAuthError::invalid_request(
-                    "the body must be application/x-www-form-urlencoded",
-                ));
+                return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
             }
         }
         Self::parse(&body_bytes(req).await?)
@@ -112,9 +105,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
 pub fn client_credentials(parts_auth: Option<&str>, form: &mut OAuthForm) -> PresentedCredentials {
     let basic = parts_auth.and_then(|v| {
         let scheme = v.split(' ').next().unwrap_or("");
-        scheme
-            .eq_ignore_ascii_case("basic")
-            .then(|| decode_basic(v))
+        scheme.eq_ignore_ascii_case("basic").then(|| decode_basic(v))
     });
     PresentedCredentials {
         basic,

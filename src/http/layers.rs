@@ -21,10 +21,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// short and plain; anything else could forge log lines, so it is replaced.
 fn acceptable_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+    !b.is_empty() && b.len() <= 64 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
 }
 
 /// Gives each request an id, a log span carrying it, one log line when it completes, and echoes the
@@ -32,8 +29,7 @@ fn acceptable_request_id(v: &HeaderValue) -> bool {
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = match req.headers().get(&X_REQUEST_ID) {
         Some(v) if acceptable_request_id(v) => v.clone(),
-        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .unwrap_or(HeaderValue::from_static("-")),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("-")),
     };
     req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
     let span = tracing::info_span!(
@@ -45,11 +41,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut res = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
-        tracing::info!(
-            status = res.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            "served"
-        );
+        tracing::info!(status = res.status().as_u16(), micros = started.elapsed().as_micros() as u64, "served");
     });
     res.headers_mut().insert(X_REQUEST_ID.clone(), id);
     res
@@ -64,11 +56,8 @@ pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next)
     } else {
         state.settings.body_limit_bytes
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return OAuthError::new(ErrorCode::RequestTooLarge).into_response();
     }
@@ -83,11 +72,7 @@ pub async fn json_errors(res: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let content_type = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
         return res;
     }
@@ -115,10 +100,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_FRAME_OPTIONS, "DENY"),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
+    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
 ];
 
 /// Headers every response carries unless its handler set its own (discovery and JWKS allow caching).
@@ -138,16 +120,10 @@ mod tests {
 
     #[test]
     fn request_ids_that_could_forge_log_lines_are_replaced() {
-        assert!(acceptable_request_id(&HeaderValue::from_static(
-            "abc-123_x.y"
-        )));
+        assert!(acceptable_request_id(&HeaderValue::from_static("abc-123_x.y")));
         assert!(!acceptable_request_id(&HeaderValue::from_static("")));
         assert!(!acceptable_request_id(&HeaderValue::from_static("a b")));
-        assert!(!acceptable_request_id(&HeaderValue::from_static(
-            "a\" injected=1"
-        )));
-        assert!(!acceptable_request_id(
-            &HeaderValue::from_str(&"x".repeat(65)).unwrap()
-        ));
+        assert!(!acceptable_request_id(&HeaderValue::from_static("a\" injected=1")));
+        assert!(!acceptable_request_id(&HeaderValue::from_str(&"x".repeat(65)).unwrap()));
     }
 }

@@ -29,35 +29,23 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route(token::TOKEN_PATH, post(token::token))
+        .route(crate::oauth::registration::REGISTRATION_PATH, post(registration::register))
         .route(
-            crate::oauth::registration::REGISTRATION_PATH,
-            post(registration::register),
-        )
-        .route(
-            &format!(
-                "{}/{{client_id}}",
-                crate::oauth::registration::REGISTRATION_PATH
-            ),
-            get(registration::read)
-                .put(registration::update)
-                .delete(registration::delete),
+            &format!("{}/{{client_id}}", crate::oauth::registration::REGISTRATION_PATH),
+            get(registration::read).put(registration::update).delete(registration::delete),
         );
 
     let app = if issuer_path.is_empty() {
         endpoints.route(discovery::OAUTH_PATH, get(discovery::metadata))
     } else {
-        Router::new().nest(&issuer_path, endpoints).route(
-            &format!("{}{issuer_path}", discovery::OAUTH_PATH),
-            get(discovery::metadata),
-        )
+        Router::new()
+            .nest(&issuer_path, endpoints)
+            .route(&format!("{}{issuer_path}", discovery::OAUTH_PATH), get(discovery::metadata))
     };
 
     app.fallback(|| async { OAuthError::not_found() })
         .method_not_allowed_fallback(|| async { OAuthError::new(ErrorCode::MethodNotAllowed) })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            layers::body_limit,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), layers::body_limit))
         .layer(middleware::map_response(layers::json_errors))
         .layer(CatchPanicLayer::custom(layers::panic_to_error))
         .layer(middleware::map_response(layers::security_headers))

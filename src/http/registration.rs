@@ -23,30 +23,16 @@ pub async fn register(
         RegistrationMode::Open => {}
         RegistrationMode::Closed => return Err(OAuthError::not_found()),
         RegistrationMode::InitialAccessToken => {
-            let token =
-                token.ok_or_else(|| OAuthError::invalid_token("no initial access token"))?;
-            if !reg::initial_access_token_is_valid(&state.store, &state.settings, &token, now)
-                .await?
-            {
+            let token = token.ok_or_else(|| OAuthError::invalid_token("no initial access token"))?;
+            if !reg::initial_access_token_is_valid(&state.store, &state.settings, &token, now).await? {
                 return Err(OAuthError::invalid_token("unknown initial access token"));
             }
         }
     }
     let metadata = client::validate(RequestedMetadata::from_json(&body)?)?;
-    let r = reg::register(
-        &state.store,
-        &state.jwks_fetcher,
-        metadata,
-        ClientSource::Dynamic,
-        now,
-    )
-    .await?;
-    let body = client_information(
-        &state.settings,
-        &r.client,
-        r.client_secret.as_ref(),
-        r.registration_access_token.as_ref(),
-    );
+    let r = reg::register(&state.store, &state.jwks_fetcher, metadata, ClientSource::Dynamic, now).await?;
+    let body =
+        client_information(&state.settings, &r.client, r.client_secret.as_ref(), r.registration_access_token.as_ref());
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -65,15 +51,8 @@ pub async fn update(
     BearerToken(token): BearerToken,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, OAuthError> {
-    let c = reg::update(
-        &state.store,
-        &state.jwks_fetcher,
-        &client_id,
-        token.as_ref(),
-        &body,
-        state.clock.now(),
-    )
-    .await?;
+    let c =
+        reg::update(&state.store, &state.jwks_fetcher, &client_id, token.as_ref(), &body, state.clock.now()).await?;
     Ok(Json(client_information(&state.settings, &c, None, None)).into_response())
 }
 

@@ -21,12 +21,8 @@ pub async fn token(
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let now = state.clock.now();
-    let grant = form
-        .take("grant_type")
-        .ok_or_else(|| OAuthError::invalid_request("`grant_type` is required"))?;
-    let auth_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let grant = form.take("grant_type").ok_or_else(|| OAuthError::invalid_request("`grant_type` is required"))?;
+    let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let creds = client_credentials(auth_header, &mut form);
     let token_endpoint = state.settings.endpoint(TOKEN_PATH);
     let ctx = AuthContext {
@@ -38,26 +34,16 @@ pub async fn token(
     let client = authenticate(&ctx, creds).await?;
     let body = match GrantType::parse(&grant) {
         Some(GrantType::ClientCredentials) => {
-            cc::grant(
-                &state.store,
-                &client,
-                form.get("scope"),
-                state.settings.tokens.pat,
-                now,
-            )
-            .await?
+            cc::grant(&state.store, &client, form.get("scope"), state.settings.tokens.pat, now).await?
         }
-        Some(GrantType::AuthorizationCode | GrantType::RefreshToken | GrantType::UmaTicket)
-        | None => {
+        Some(GrantType::AuthorizationCode | GrantType::RefreshToken | GrantType::UmaTicket) | None => {
             return Err(OAuthError::new(ErrorCode::UnsupportedGrantType)
                 .describe("this grant type is not supported here")
                 .detail(format!("grant_type `{grant}`")));
         }
     };
     let mut res = Json(body).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(res)
 }

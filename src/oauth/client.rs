@@ -22,12 +22,8 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    pub const ALL: [AuthMethod; 4] = [
-        AuthMethod::ClientSecretBasic,
-        AuthMethod::ClientSecretPost,
-        AuthMethod::PrivateKeyJwt,
-        AuthMethod::None,
-    ];
+    pub const ALL: [AuthMethod; 4] =
+        [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt, AuthMethod::None];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,10 +40,7 @@ impl AuthMethod {
 
     /// Whether the client holds a shared secret that Tessera issues.
     pub fn uses_secret(self) -> bool {
-        matches!(
-            self,
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-        )
+        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
     }
 }
 
@@ -72,12 +65,8 @@ pub enum GrantType {
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 4] = [
-        GrantType::AuthorizationCode,
-        GrantType::RefreshToken,
-        GrantType::ClientCredentials,
-        GrantType::UmaTicket,
-    ];
+    pub const ALL: [GrantType; 4] =
+        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials, GrantType::UmaTicket];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -132,10 +121,7 @@ impl ClientMetadata {
 
     /// The registered scope values.
     pub fn scopes(&self) -> Vec<&str> {
-        self.scope
-            .as_deref()
-            .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default()
+        self.scope.as_deref().map(|s| s.split(' ').filter(|s| !s.is_empty()).collect()).unwrap_or_default()
     }
 }
 
@@ -173,18 +159,13 @@ impl RequestedMetadata {
     /// Parses a JSON body; anything that is not a JSON object of the right member types is
     /// `invalid_client_metadata` (RFC 7591 §3.2.2).
     pub fn from_json(body: &[u8]) -> Result<Self, OAuthError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            OAuthError::invalid_client_metadata("the body is not a JSON object")
-                .detail(e.to_string())
-        })?;
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| OAuthError::invalid_client_metadata("the body is not a JSON object").detail(e.to_string()))?;
         if !value.is_object() {
-            return Err(OAuthError::invalid_client_metadata(
-                "the body is not a JSON object",
-            ));
+            return Err(OAuthError::invalid_client_metadata("the body is not a JSON object"));
         }
         serde_json::from_value(value).map_err(|e| {
-            OAuthError::invalid_client_metadata("a metadata member has the wrong type")
-                .detail(e.to_string())
+            OAuthError::invalid_client_metadata("a metadata member has the wrong type").detail(e.to_string())
         })
     }
 }
@@ -218,9 +199,7 @@ pub fn check_redirect_uri(member: &'static str, uri: &str) -> Result<(), OAuthEr
 
 fn check_uris(member: &'static str, uris: &[String]) -> Result<(), OAuthError> {
     if uris.len() > MAX_URIS {
-        return Err(OAuthError::invalid_redirect_uri(format!(
-            "`{member}`: at most {MAX_URIS} entries"
-        )));
+        return Err(OAuthError::invalid_redirect_uri(format!("`{member}`: at most {MAX_URIS} entries")));
     }
     uris.iter().try_for_each(|u| check_redirect_uri(member, u))
 }
@@ -229,37 +208,25 @@ fn check_uris(member: &'static str, uris: &[String]) -> Result<(), OAuthError> {
 fn check_scope(scope: &str) -> Result<(), OAuthError> {
     let ok = scope.len() <= 1_000
         && scope.split(' ').all(|t| {
-            !t.is_empty()
-                && t.bytes()
-                    .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+            !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
         });
     if ok {
         Ok(())
     } else {
-        Err(OAuthError::invalid_client_metadata(
-            "`scope` is not a space-separated list of scope tokens",
-        ))
+        Err(OAuthError::invalid_client_metadata("`scope` is not a space-separated list of scope tokens"))
     }
 }
 
 /// A JWK Set of public signing keys: no symmetric keys, no private members.
 pub fn check_jwks(jwks: &Value) -> Result<(), OAuthError> {
     let bad = |why: &'static str| OAuthError::invalid_client_metadata(why);
-    let keys = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("`jwks` is not a JWK Set"))?;
+    let keys = jwks.get("keys").and_then(Value::as_array).ok_or_else(|| bad("`jwks` is not a JWK Set"))?;
     if keys.is_empty() || keys.len() > 20 {
         return Err(bad("`jwks` must hold 1 to 20 keys"));
     }
     for key in keys {
-        let obj = key
-            .as_object()
-            .ok_or_else(|| bad("`jwks` holds a key that is not an object"))?;
-        if ["d", "p", "q", "dp", "dq", "qi", "k"]
-            .iter()
-            .any(|m| obj.contains_key(*m))
-        {
+        let obj = key.as_object().ok_or_else(|| bad("`jwks` holds a key that is not an object"))?;
+        if ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| obj.contains_key(*m)) {
             return Err(bad("`jwks` must hold public keys only"));
         }
         match obj.get("kty").and_then(Value::as_str) {
@@ -274,9 +241,9 @@ pub fn check_jwks(jwks: &Value) -> Result<(), OAuthError> {
 
 fn text(member: &'static str, v: Option<String>) -> Result<Option<String>, OAuthError> {
     match v {
-        Some(s) if s.len() > MAX_TEXT => Err(OAuthError::invalid_client_metadata(format!(
-            "`{member}` is longer than {MAX_TEXT} characters"
-        ))),
+        Some(s) if s.len() > MAX_TEXT => {
+            Err(OAuthError::invalid_client_metadata(format!("`{member}` is longer than {MAX_TEXT} characters")))
+        }
         Some(s) if s.is_empty() => Ok(None),
         other => Ok(other),
     }
@@ -285,13 +252,9 @@ fn text(member: &'static str, v: Option<String>) -> Result<Option<String>, OAuth
 fn web_uri(member: &'static str, v: Option<String>) -> Result<Option<String>, OAuthError> {
     let v = text(member, v)?;
     if let Some(u) = &v {
-        let ok = Url::parse(u)
-            .map(|u| matches!(u.scheme(), "https" | "http"))
-            .unwrap_or(false);
+        let ok = Url::parse(u).map(|u| matches!(u.scheme(), "https" | "http")).unwrap_or(false);
         if !ok {
-            return Err(OAuthError::invalid_client_metadata(format!(
-                "`{member}` is not an http(s) URL"
-            )));
+            return Err(OAuthError::invalid_client_metadata(format!("`{member}` is not an http(s) URL")));
         }
     }
     Ok(v)
@@ -300,10 +263,8 @@ fn web_uri(member: &'static str, v: Option<String>) -> Result<Option<String>, OA
 /// Validates requested metadata into what the server stores, applying RFC 7591's defaults.
 pub fn validate(req: RequestedMetadata) -> Result<ClientMetadata, OAuthError> {
     if req.software_statement.is_some() {
-        return Err(
-            OAuthError::new(crate::oauth::ErrorCode::UnapprovedSoftwareStatement)
-                .describe("software statements are not accepted by this server"),
-        );
+        return Err(OAuthError::new(crate::oauth::ErrorCode::UnapprovedSoftwareStatement)
+            .describe("software statements are not accepted by this server"));
     }
     let redirect_uris = req.redirect_uris.unwrap_or_default();
     let claims_redirect_uris = req.claims_redirect_uris.unwrap_or_default();
@@ -311,21 +272,15 @@ pub fn validate(req: RequestedMetadata) -> Result<ClientMetadata, OAuthError> {
     check_uris("claims_redirect_uris", &claims_redirect_uris)?;
 
     let mut grant_types = Vec::new();
-    for g in req
-        .grant_types
-        .unwrap_or_else(|| vec!["authorization_code".to_owned()])
-    {
-        let g = GrantType::parse(&g).ok_or_else(|| {
-            OAuthError::invalid_client_metadata(format!("grant type `{g}` is not supported"))
-        })?;
+    for g in req.grant_types.unwrap_or_else(|| vec!["authorization_code".to_owned()]) {
+        let g = GrantType::parse(&g)
+            .ok_or_else(|| OAuthError::invalid_client_metadata(format!("grant type `{g}` is not supported")))?;
         if !grant_types.contains(&g) {
             grant_types.push(g);
         }
     }
     if grant_types.is_empty() {
-        return Err(OAuthError::invalid_client_metadata(
-            "`grant_types` is empty",
-        ));
+        return Err(OAuthError::invalid_client_metadata("`grant_types` is empty"));
     }
     let code_flow = grant_types.contains(&GrantType::AuthorizationCode);
     let response_types = match req.response_types {
@@ -333,9 +288,7 @@ pub fn validate(req: RequestedMetadata) -> Result<ClientMetadata, OAuthError> {
         None => Vec::new(),
         Some(r) => {
             if let Some(other) = r.iter().find(|t| t.as_str() != "code") {
-                return Err(OAuthError::invalid_client_metadata(format!(
-                    "response type `{other}` is not supported"
-                )));
+                return Err(OAuthError::invalid_client_metadata(format!("response type `{other}` is not supported")));
             }
             let mut r = r;
             r.dedup();
@@ -349,47 +302,34 @@ pub fn validate(req: RequestedMetadata) -> Result<ClientMetadata, OAuthError> {
         ));
     }
     if code_flow && redirect_uris.is_empty() {
-        return Err(OAuthError::invalid_redirect_uri(
-            "`redirect_uris` is required for the authorization_code grant",
-        ));
+        return Err(OAuthError::invalid_redirect_uri("`redirect_uris` is required for the authorization_code grant"));
     }
 
     let method = match req.token_endpoint_auth_method.as_deref() {
         None => AuthMethod::ClientSecretBasic,
         Some(m) => AuthMethod::parse(m).ok_or_else(|| {
-            OAuthError::invalid_client_metadata(format!(
-                "token_endpoint_auth_method `{m}` is not supported"
-            ))
+            OAuthError::invalid_client_metadata(format!("token_endpoint_auth_method `{m}` is not supported"))
         })?,
     };
     if method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
-        return Err(OAuthError::invalid_client_metadata(
-            "a public client cannot use the client_credentials grant",
-        ));
+        return Err(OAuthError::invalid_client_metadata("a public client cannot use the client_credentials grant"));
     }
     if req.jwks.is_some() && req.jwks_uri.is_some() {
-        return Err(OAuthError::invalid_client_metadata(
-            "`jwks` and `jwks_uri` are mutually exclusive",
-        ));
+        return Err(OAuthError::invalid_client_metadata("`jwks` and `jwks_uri` are mutually exclusive"));
     }
     if let Some(jwks) = &req.jwks {
         check_jwks(jwks)?;
     }
     let jwks_uri = text("jwks_uri", req.jwks_uri)?;
     if let Some(u) = &jwks_uri {
-        let ok = Url::parse(u)
-            .map(|u| matches!(u.scheme(), "https" | "http") && u.fragment().is_none())
-            .unwrap_or(false);
+        let ok =
+            Url::parse(u).map(|u| matches!(u.scheme(), "https" | "http") && u.fragment().is_none()).unwrap_or(false);
         if !ok {
-            return Err(OAuthError::invalid_client_metadata(
-                "`jwks_uri` is not an https URL",
-            ));
+            return Err(OAuthError::invalid_client_metadata("`jwks_uri` is not an https URL"));
         }
     }
     if method == AuthMethod::PrivateKeyJwt && req.jwks.is_none() && jwks_uri.is_none() {
-        return Err(OAuthError::invalid_client_metadata(
-            "private_key_jwt needs `jwks` or `jwks_uri`",
-        ));
+        return Err(OAuthError::invalid_client_metadata("private_key_jwt needs `jwks` or `jwks_uri`"));
     }
     let scope = match req.scope {
         Some(s) if s.is_empty() => None,
@@ -401,9 +341,7 @@ pub fn validate(req: RequestedMetadata) -> Result<ClientMetadata, OAuthError> {
     };
     let contacts = req.contacts.unwrap_or_default();
     if contacts.len() > 10 || contacts.iter().any(|c| c.len() > MAX_TEXT) {
-        return Err(OAuthError::invalid_client_metadata(
-            "`contacts` is too long",
-        ));
+        return Err(OAuthError::invalid_client_metadata("`contacts` is too long"));
     }
 
     Ok(ClientMetadata {
@@ -444,13 +382,7 @@ impl ClientSource {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            ClientSource::Config,
-            ClientSource::Cli,
-            ClientSource::Dynamic,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+        [ClientSource::Config, ClientSource::Cli, ClientSource::Dynamic].into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -491,86 +423,40 @@ mod tests {
 
     #[test]
     fn redirect_uris_must_be_https_or_loopback_and_fragment_free() {
-        for bad in [
-            "https://c.example/cb#frag",
-            "http://c.example/cb",
-            "/relative",
-            "not a uri",
-            "javascript:alert(1)",
-        ] {
+        for bad in ["https://c.example/cb#frag", "http://c.example/cb", "/relative", "not a uri", "javascript:alert(1)"]
+        {
+            assert_eq!(code_of(json!({"redirect_uris": [bad]})), ErrorCode::InvalidRedirectUri, "{bad}");
             assert_eq!(
-                code_of(json!({"redirect_uris": [bad]})),
-                ErrorCode::InvalidRedirectUri,
-                "{bad}"
-            );
-            assert_eq!(
-                code_of(
-                    json!({"grant_types": ["client_credentials"], "claims_redirect_uris": [bad]})
-                ),
+                code_of(json!({"grant_types": ["client_credentials"], "claims_redirect_uris": [bad]})),
                 ErrorCode::InvalidRedirectUri,
                 "{bad}"
             );
         }
-        for good in [
-            "https://c.example/cb?x=1",
-            "http://127.0.0.1:9000/cb",
-            "http://localhost/cb",
-            "http://[::1]/cb",
-        ] {
-            assert!(
-                validate(req(json!({"redirect_uris": [good]}))).is_ok(),
-                "{good}"
-            );
+        for good in ["https://c.example/cb?x=1", "http://127.0.0.1:9000/cb", "http://localhost/cb", "http://[::1]/cb"] {
+            assert!(validate(req(json!({"redirect_uris": [good]}))).is_ok(), "{good}");
         }
-        assert_eq!(
-            code_of(json!({})),
-            ErrorCode::InvalidRedirectUri,
-            "code flow without redirect_uris"
-        );
+        assert_eq!(code_of(json!({})), ErrorCode::InvalidRedirectUri, "code flow without redirect_uris");
     }
 
     #[test]
     fn inconsistent_or_unsupported_metadata_is_refused() {
         use ErrorCode::InvalidClientMetadata as M;
-        assert_eq!(
-            code_of(json!({"grant_types": ["client_credentials"], "response_types": ["code"]})),
-            M
-        );
+        assert_eq!(code_of(json!({"grant_types": ["client_credentials"], "response_types": ["code"]})), M);
         assert_eq!(code_of(json!({"grant_types": ["password"]})), M);
-        assert_eq!(
-            code_of(json!({"redirect_uris": ["https://c/cb"], "response_types": ["token"]})),
-            M
-        );
+        assert_eq!(code_of(json!({"redirect_uris": ["https://c/cb"], "response_types": ["token"]})), M);
         let cc = |extra: Value| {
             let mut v = json!({"grant_types": ["client_credentials"]});
-            v.as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             code_of(v)
         };
-        assert_eq!(
-            cc(json!({"token_endpoint_auth_method": "tls_client_auth"})),
-            M
-        );
+        assert_eq!(cc(json!({"token_endpoint_auth_method": "tls_client_auth"})), M);
         assert_eq!(cc(json!({"token_endpoint_auth_method": "none"})), M);
-        assert_eq!(
-            cc(json!({"token_endpoint_auth_method": "private_key_jwt"})),
-            M
-        );
-        assert_eq!(
-            cc(json!({"jwks": {"keys": []}, "jwks_uri": "https://c/jwks"})),
-            M
-        );
+        assert_eq!(cc(json!({"token_endpoint_auth_method": "private_key_jwt"})), M);
+        assert_eq!(cc(json!({"jwks": {"keys": []}, "jwks_uri": "https://c/jwks"})), M);
         assert_eq!(cc(json!({"jwks": {"nokeys": 1}})), M);
-        assert_eq!(
-            cc(json!({"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})),
-            M
-        );
+        assert_eq!(cc(json!({"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})), M);
         assert_eq!(cc(json!({"scope": "a \"b\""})), M);
-        assert_eq!(
-            cc(json!({"software_statement": "eyJ..."})),
-            ErrorCode::UnapprovedSoftwareStatement
-        );
+        assert_eq!(cc(json!({"software_statement": "eyJ..."})), ErrorCode::UnapprovedSoftwareStatement);
     }
 
     #[test]
@@ -584,18 +470,10 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_invalid_client_metadata() {
-        for body in [
-            &b"not json"[..],
-            b"[1,2]",
-            b"{\"redirect_uris\": \"https://c/cb\"}",
-        ] {
-            assert_eq!(
-                RequestedMetadata::from_json(body).unwrap_err().code,
-                ErrorCode::InvalidClientMetadata
-            );
+        for body in [&b"not json"[..], b"[1,2]", b"{\"redirect_uris\": \"https://c/cb\"}"] {
+            assert_eq!(RequestedMetadata::from_json(body).unwrap_err().code, ErrorCode::InvalidClientMetadata);
         }
-        let r = RequestedMetadata::from_json(br#"{"grant_types":["client_credentials"],"foo":1}"#)
-            .unwrap();
+        let r = RequestedMetadata::from_json(br#"{"grant_types":["client_credentials"],"foo":1}"#).unwrap();
         assert!(validate(r).is_ok(), "unknown members are ignored");
     }
 }

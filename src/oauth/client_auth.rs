@@ -23,11 +23,8 @@ pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-t
 /// Signature algorithms accepted for client assertions: asymmetric only, never `none`, never HMAC
 /// (a client's public key must not double as an HMAC secret).
 /// Each with its name as advertised in discovery.
-pub const ASSERTION_ALGORITHMS: [(Algorithm, &str); 3] = [
-    (Algorithm::ES256, "ES256"),
-    (Algorithm::PS256, "PS256"),
-    (Algorithm::RS256, "RS256"),
-];
+pub const ASSERTION_ALGORITHMS: [(Algorithm, &str); 3] =
+    [(Algorithm::ES256, "ES256"), (Algorithm::PS256, "PS256"), (Algorithm::RS256, "RS256")];
 
 /// Tolerated clock difference with clients, in seconds.
 const LEEWAY: i64 = 30;
@@ -48,10 +45,7 @@ pub struct PresentedCredentials {
 impl std::fmt::Debug for PresentedCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PresentedCredentials")
-            .field(
-                "basic",
-                &self.basic.as_ref().map(|b| b.as_ref().map(|(id, _)| id)),
-            )
+            .field("basic", &self.basic.as_ref().map(|b| b.as_ref().map(|(id, _)| id)))
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
@@ -66,16 +60,10 @@ pub fn decode_basic(value: &str) -> Option<(String, String)> {
     let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let unescape = |s: &str| -> Option<String> {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
+        url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned())
     };
     let (id, secret) = (unescape(id)?, unescape(secret)?);
-    if id.is_empty() {
-        None
-    } else {
-        Some((id, secret))
-    }
+    if id.is_empty() { None } else { Some((id, secret)) }
 }
 
 /// Everything `authenticate` needs besides the credentials.
@@ -89,43 +77,21 @@ pub struct AuthContext<'a> {
 
 enum Method {
     Basic(Option<(String, String)>),
-    Post {
-        client_id: String,
-        secret: String,
-    },
-    Jwt {
-        assertion_type: Option<String>,
-        assertion: Option<String>,
-    },
-    None {
-        client_id: String,
-    },
+    Post { client_id: String, secret: String },
+    Jwt { assertion_type: Option<String>, assertion: Option<String> },
+    None { client_id: String },
 }
 
-pub async fn authenticate(
-    ctx: &AuthContext<'_>,
-    creds: PresentedCredentials,
-) -> Result<Client, OAuthError> {
+pub async fn authenticate(ctx: &AuthContext<'_>, creds: PresentedCredentials) -> Result<Client, OAuthError> {
     let basic_tried = creds.basic.is_some();
     let fail = |detail: String| {
         let e = OAuthError::invalid_client(detail);
-        if basic_tried {
-            e.challenge(Challenge::Basic)
-        } else {
-            e
-        }
+        if basic_tried { e.challenge(Challenge::Basic) } else { e }
     };
     let jwt_sent = creds.client_assertion.is_some() || creds.client_assertion_type.is_some();
     let post_sent = creds.client_secret.is_some();
-    if [basic_tried, post_sent, jwt_sent]
-        .iter()
-        .filter(|b| **b)
-        .count()
-        > 1
-    {
-        return Err(OAuthError::invalid_request(
-            "use exactly one client authentication method",
-        ));
+    if [basic_tried, post_sent, jwt_sent].iter().filter(|b| **b).count() > 1 {
+        return Err(OAuthError::invalid_request("use exactly one client authentication method"));
     }
     let body_client_id = creds.client_id;
     let method = match (creds.basic, creds.client_secret, jwt_sent) {
@@ -134,10 +100,9 @@ pub async fn authenticate(
             Some(client_id) => Method::Post { client_id, secret },
             None => return Err(fail("client_secret without client_id".into())),
         },
-        (None, None, true) => Method::Jwt {
-            assertion_type: creds.client_assertion_type,
-            assertion: creds.client_assertion,
-        },
+        (None, None, true) => {
+            Method::Jwt { assertion_type: creds.client_assertion_type, assertion: creds.client_assertion }
+        }
         (None, None, false) => match body_client_id.clone() {
             Some(client_id) => Method::None { client_id },
             None => return Err(fail("no client credentials".into())),
@@ -149,19 +114,13 @@ pub async fn authenticate(
         Method::Basic(Some((id, _))) => (id.clone(), AuthMethod::ClientSecretBasic),
         Method::Post { client_id, .. } => (client_id.clone(), AuthMethod::ClientSecretPost),
         Method::None { client_id } => (client_id.clone(), AuthMethod::None),
-        Method::Jwt {
-            assertion_type,
-            assertion,
-        } => {
+        Method::Jwt { assertion_type, assertion } => {
             if assertion_type.as_deref() != Some(JWT_BEARER_ASSERTION) {
                 return Err(fail("missing or unsupported client_assertion_type".into()));
             }
-            let assertion = assertion
-                .as_deref()
-                .ok_or_else(|| fail("missing client_assertion".into()))?;
+            let assertion = assertion.as_deref().ok_or_else(|| fail("missing client_assertion".into()))?;
             (
-                unverified_subject(assertion)
-                    .ok_or_else(|| fail("client assertion is not a JWT with `sub`".into()))?,
+                unverified_subject(assertion).ok_or_else(|| fail("client assertion is not a JWT with `sub`".into()))?,
                 AuthMethod::PrivateKeyJwt,
             )
         }
@@ -169,11 +128,7 @@ pub async fn authenticate(
     if body_client_id.as_ref().is_some_and(|b| *b != client_id) {
         return Err(fail("client_id in the body names another client".into()));
     }
-    let rec = ctx
-        .store
-        .find_client(&client_id)
-        .await?
-        .ok_or_else(|| fail(format!("unknown client `{client_id}`")))?;
+    let rec = ctx.store.find_client(&client_id).await?.ok_or_else(|| fail(format!("unknown client `{client_id}`")))?;
     let client = client_from_record(&rec)?;
     if client.metadata.token_endpoint_auth_method != expected {
         return Err(fail(format!(
@@ -183,10 +138,7 @@ pub async fn authenticate(
     }
     match method {
         Method::Basic(Some((_, secret))) | Method::Post { secret, .. } => {
-            let ok = rec
-                .secret_digest
-                .as_deref()
-                .is_some_and(|d| digests_equal(d, &TokenDigest::of(&secret)));
+            let ok = rec.secret_digest.as_deref().is_some_and(|d| digests_equal(d, &TokenDigest::of(&secret)));
             if !ok {
                 return Err(fail(format!("wrong secret for client `{client_id}`")));
             }
@@ -194,19 +146,11 @@ pub async fn authenticate(
                 return Err(fail(format!("secret of client `{client_id}` expired")));
             }
         }
-        Method::Jwt {
-            assertion: Some(assertion),
-            ..
-        } => {
-            verify_assertion(ctx, &client, &assertion)
-                .await
-                .map_err(|d| fail(format!("client `{client_id}`: {d}")))?;
+        Method::Jwt { assertion: Some(assertion), .. } => {
+            verify_assertion(ctx, &client, &assertion).await.map_err(|d| fail(format!("client `{client_id}`: {d}")))?;
         }
         Method::None { .. } => {}
-        Method::Basic(None)
-        | Method::Jwt {
-            assertion: None, ..
-        } => return Err(fail("no credentials".into())),
+        Method::Basic(None) | Method::Jwt { assertion: None, .. } => return Err(fail("no credentials".into())),
     }
     Ok(client)
 }
@@ -233,30 +177,20 @@ struct AssertionClaims {
 
 /// RFC 7523 §3 checks on a `private_key_jwt` assertion. Time is checked against the request's `now`,
 /// not the library's clock, so every node and every test agree.
-async fn verify_assertion(
-    ctx: &AuthContext<'_>,
-    client: &Client,
-    assertion: &str,
-) -> Result<(), String> {
-    let header =
-        jsonwebtoken::decode_header(assertion).map_err(|e| format!("bad JWT header: {e}"))?;
+async fn verify_assertion(ctx: &AuthContext<'_>, client: &Client, assertion: &str) -> Result<(), String> {
+    let header = jsonwebtoken::decode_header(assertion).map_err(|e| format!("bad JWT header: {e}"))?;
     if !ASSERTION_ALGORITHMS.iter().any(|(a, _)| *a == header.alg) {
         return Err(format!("algorithm {:?} not allowed", header.alg));
     }
     let jwks: JwkSet = match (&client.metadata.jwks, &client.metadata.jwks_uri) {
-        (Some(inline), _) => serde_json::from_value(inline.clone())
-            .map_err(|e| format!("registered jwks unusable: {e}"))?,
-        (None, Some(uri)) => ctx
-            .fetcher
-            .get(uri, header.kid.as_deref())
-            .await
-            .map_err(|e| e.to_string())?,
+        (Some(inline), _) => {
+            serde_json::from_value(inline.clone()).map_err(|e| format!("registered jwks unusable: {e}"))?
+        }
+        (None, Some(uri)) => ctx.fetcher.get(uri, header.kid.as_deref()).await.map_err(|e| e.to_string())?,
         (None, None) => return Err("no registered keys".into()),
     };
     let jwk = match &header.kid {
-        Some(kid) => jwks
-            .find(kid)
-            .ok_or_else(|| format!("unknown kid `{kid}`"))?,
+        Some(kid) => jwks.find(kid).ok_or_else(|| format!("unknown kid `{kid}`"))?,
         None => match jwks.keys.as_slice() {
             [only] => only,
             _ => return Err("no kid and several keys".into()),
@@ -276,24 +210,19 @@ async fn verify_assertion(
     v.set_issuer(&[&client.client_id]);
     v.sub = Some(client.client_id.clone());
     v.set_audience(&ctx.audiences);
-    let data = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v)
-        .map_err(|e| format!("assertion rejected: {e}"))?;
+    let data =
+        jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v).map_err(|e| format!("assertion rejected: {e}"))?;
     let c = data.claims;
     if c.exp + LEEWAY <= ctx.now {
         return Err("assertion expired".into());
     }
     if c.exp > ctx.now + MAX_ASSERTION_LIFETIME + LEEWAY {
-        return Err(format!(
-            "assertion valid for more than {MAX_ASSERTION_LIFETIME} s"
-        ));
+        return Err(format!("assertion valid for more than {MAX_ASSERTION_LIFETIME} s"));
     }
     if c.nbf.is_some_and(|nbf| nbf > ctx.now + LEEWAY) {
         return Err("assertion not yet valid".into());
     }
-    let jti = c
-        .jti
-        .filter(|j| !j.is_empty() && j.len() <= 255)
-        .ok_or("missing or oversized jti")?;
+    let jti = c.jti.filter(|j| !j.is_empty() && j.len() <= 255).ok_or("missing or oversized jti")?;
     let fresh = ctx
         .store
         .record_assertion_jti(&client.client_id, &jti, c.exp + LEEWAY, ctx.now)
@@ -312,36 +241,18 @@ mod tests {
     #[test]
     fn basic_credentials_are_form_decoded() {
         let h = format!("Basic {}", STANDARD.encode("my%3Aclient:s%2Bcr%20t"));
-        assert_eq!(
-            decode_basic(&h),
-            Some(("my:client".into(), "s+cr t".into()))
-        );
-        assert_eq!(
-            decode_basic(&format!("basic {}", STANDARD.encode("a:b"))),
-            Some(("a".into(), "b".into()))
-        );
+        assert_eq!(decode_basic(&h), Some(("my:client".into(), "s+cr t".into())));
+        assert_eq!(decode_basic(&format!("basic {}", STANDARD.encode("a:b"))), Some(("a".into(), "b".into())));
         assert_eq!(decode_basic("Basic !!!"), None);
-        assert_eq!(
-            decode_basic(&format!("Basic {}", STANDARD.encode("no-colon"))),
-            None
-        );
-        assert_eq!(
-            decode_basic(&format!("Bearer {}", STANDARD.encode("a:b"))),
-            None
-        );
-        assert_eq!(
-            decode_basic(&format!("Basic {}", STANDARD.encode(":b"))),
-            None
-        );
+        assert_eq!(decode_basic(&format!("Basic {}", STANDARD.encode("no-colon"))), None);
+        assert_eq!(decode_basic(&format!("Bearer {}", STANDARD.encode("a:b"))), None);
+        assert_eq!(decode_basic(&format!("Basic {}", STANDARD.encode(":b"))), None);
     }
 
     #[test]
     fn the_subject_is_read_only_from_a_well_formed_payload() {
         let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"c1","iss":"c1"}"#);
-        assert_eq!(
-            unverified_subject(&format!("e30.{payload}.sig")),
-            Some("c1".into())
-        );
+        assert_eq!(unverified_subject(&format!("e30.{payload}.sig")), Some("c1".into()));
         assert_eq!(unverified_subject("garbage"), None);
         assert_eq!(unverified_subject("a.!!.c"), None);
     }

@@ -59,9 +59,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => Some("method not allowed on this endpoint"),
             ErrorCode::RequestTooLarge => Some("request body too large"),
             ErrorCode::UnsupportedMediaType => Some("unsupported content type"),
-            ErrorCode::TemporarilyUnavailable => {
-                Some("the service is temporarily unavailable; retry later")
-            }
+            ErrorCode::TemporarilyUnavailable => Some("the service is temporarily unavailable; retry later"),
             ErrorCode::ServerError => Some("internal error"),
             _ => None,
         }
@@ -89,12 +87,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode) -> Self {
-        OAuthError {
-            code,
-            description: code.default_description().map(Cow::Borrowed),
-            detail: None,
-            challenge: None,
-        }
+        OAuthError { code, description: code.default_description().map(Cow::Borrowed), detail: None, challenge: None }
     }
 
     pub fn describe(mut self, description: impl Into<Cow<'static, str>>) -> Self {
@@ -115,9 +108,7 @@ impl OAuthError {
     /// Client authentication failed. One generic description for every reason, so the answer does
     /// not tell an attacker which part was wrong or whether the client exists.
     pub fn invalid_client(detail: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidClient)
-            .describe("client authentication failed")
-            .detail(detail)
+        Self::new(ErrorCode::InvalidClient).describe("client authentication failed").detail(detail)
     }
 
     /// A bearer token (registration access token, initial access token, PAT) is missing or invalid.

@@ -79,26 +79,14 @@ pub struct JwksFetcher {
 
 impl JwksFetcher {
     pub fn new(allow_private: bool) -> Self {
-        JwksFetcher {
-            allow_private,
-            cache: Mutex::new(HashMap::new()),
-        }
+        JwksFetcher { allow_private, cache: Mutex::new(HashMap::new()) }
     }
 
     /// Fetches `url` now, bypassing the cache, and caches the result.
     pub async fn fetch(&self, url: &str) -> Result<JwkSet, FetchError> {
         let jwks = self.fetch_uncached(url).await?;
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.insert(
-            url.to_owned(),
-            Cached {
-                jwks: jwks.clone(),
-                fetched_at: Instant::now(),
-            },
-        );
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.insert(url.to_owned(), Cached { jwks: jwks.clone(), fetched_at: Instant::now() });
         Ok(jwks)
     }
 
@@ -106,22 +94,13 @@ impl JwksFetcher {
     /// when `kid` is unknown and the last fetch is older than the refetch floor.
     pub async fn get(&self, url: &str, kid: Option<&str>) -> Result<JwkSet, FetchError> {
         let cached = {
-            let cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache
-                .get(url)
-                .map(|c| (c.jwks.clone(), c.fetched_at.elapsed()))
+            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.get(url).map(|c| (c.jwks.clone(), c.fetched_at.elapsed()))
         };
         match cached {
             Some((jwks, age)) if age < TTL => {
                 let has_kid = kid.is_none_or(|k| jwks.find(k).is_some());
-                if has_kid || age < REFETCH_FLOOR {
-                    Ok(jwks)
-                } else {
-                    self.fetch(url).await
-                }
+                if has_kid || age < REFETCH_FLOOR { Ok(jwks) } else { self.fetch(url).await }
             }
             _ => self.fetch(url).await,
         }
@@ -133,44 +112,29 @@ impl JwksFetcher {
         if !(https || (self.allow_private && url.scheme() == "http")) {
             return Err(FetchError::Scheme(raw.to_owned()));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| FetchError::Resolve(raw.to_owned()))?
-            .to_owned();
+        let host = url.host_str().ok_or_else(|| FetchError::Resolve(raw.to_owned()))?.to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
-        let lookup_host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let addrs: Vec<SocketAddr> = tokio::time::timeout(
-            TIMEOUT,
-            tokio::net::lookup_host((lookup_host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| FetchError::Resolve(raw.to_owned()))?
-        .map_err(|_| FetchError::Resolve(raw.to_owned()))?
-        .collect();
+        let lookup_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((lookup_host.as_str(), port)))
+                .await
+                .map_err(|_| FetchError::Resolve(raw.to_owned()))?
+                .map_err(|_| FetchError::Resolve(raw.to_owned()))?
+                .collect();
         if addrs.is_empty() {
             return Err(FetchError::Resolve(raw.to_owned()));
         }
         if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
             return Err(FetchError::PrivateAddress(raw.to_owned()));
         }
-        let http_err = |reason: String| FetchError::Http {
-            url: raw.to_owned(),
-            reason,
-        };
+        let http_err = |reason: String| FetchError::Http { url: raw.to_owned(), reason };
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
             .resolve_to_addrs(&lookup_host, &addrs)
             .build()
             .map_err(|e| http_err(e.to_string()))?;
-        let mut res = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| http_err(e.to_string()))?;
+        let mut res = client.get(url).send().await.map_err(|e| http_err(e.to_string()))?;
         if !res.status().is_success() {
             return Err(http_err(format!("status {}", res.status())));
         }
@@ -183,8 +147,7 @@ impl JwksFetcher {
         }
         let value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|_| FetchError::NotJwks(raw.to_owned()))?;
-        crate::oauth::client::check_jwks(&value)
-            .map_err(|_| FetchError::NotJwks(raw.to_owned()))?;
+        crate::oauth::client::check_jwks(&value).map_err(|_| FetchError::NotJwks(raw.to_owned()))?;
         serde_json::from_value(value).map_err(|_| FetchError::NotJwks(raw.to_owned()))
     }
 }
@@ -221,17 +184,8 @@ mod tests {
     #[tokio::test]
     async fn loopback_and_http_urls_are_refused_without_the_danger_setting() {
         let f = JwksFetcher::new(false);
-        assert!(matches!(
-            f.fetch("http://127.0.0.1:1/jwks").await,
-            Err(FetchError::Scheme(_))
-        ));
-        assert!(matches!(
-            f.fetch("https://127.0.0.1:1/jwks").await,
-            Err(FetchError::PrivateAddress(_))
-        ));
-        assert!(matches!(
-            f.fetch("https://localhost:1/jwks").await,
-            Err(FetchError::PrivateAddress(_))
-        ));
+        assert!(matches!(f.fetch("http://127.0.0.1:1/jwks").await, Err(FetchError::Scheme(_))));
+        assert!(matches!(f.fetch("https://127.0.0.1:1/jwks").await, Err(FetchError::PrivateAddress(_))));
+        assert!(matches!(f.fetch("https://localhost:1/jwks").await, Err(FetchError::PrivateAddress(_))));
     }
 }

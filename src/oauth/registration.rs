@@ -25,14 +25,10 @@ pub struct Registered {
 
 pub fn client_from_record(rec: &ClientRecord) -> Result<Client, OAuthError> {
     let metadata: ClientMetadata = serde_json::from_str(&rec.metadata).map_err(|e| {
-        OAuthError::server_error(format!(
-            "stored metadata of client `{}` is unreadable: {e}",
-            rec.client_id
-        ))
+        OAuthError::server_error(format!("stored metadata of client `{}` is unreadable: {e}", rec.client_id))
     })?;
-    let source = ClientSource::parse(&rec.source).ok_or_else(|| {
-        OAuthError::server_error(format!("client `{}` has unknown source", rec.client_id))
-    })?;
+    let source = ClientSource::parse(&rec.source)
+        .ok_or_else(|| OAuthError::server_error(format!("client `{}` has unknown source", rec.client_id)))?;
     Ok(Client {
         client_id: rec.client_id.clone(),
         metadata,
@@ -51,14 +47,10 @@ fn metadata_json(metadata: &ClientMetadata) -> Result<String, OAuthError> {
 }
 
 /// A `jwks_uri` must really serve a JWK Set when the client registers it (HEART-OAuth2 §2.2.4).
-async fn check_jwks_uri(
-    fetcher: &JwksFetcher,
-    metadata: &ClientMetadata,
-) -> Result<(), OAuthError> {
+async fn check_jwks_uri(fetcher: &JwksFetcher, metadata: &ClientMetadata) -> Result<(), OAuthError> {
     if let Some(uri) = &metadata.jwks_uri {
         fetcher.fetch(uri).await.map_err(|e| {
-            OAuthError::invalid_client_metadata("`jwks_uri` did not return a usable JWK Set")
-                .detail(e.to_string())
+            OAuthError::invalid_client_metadata("`jwks_uri` did not return a usable JWK Set").detail(e.to_string())
         })?;
     }
     Ok(())
@@ -73,25 +65,13 @@ pub async fn register(
     now: UnixTime,
 ) -> Result<Registered, OAuthError> {
     check_jwks_uri(fetcher, &metadata).await?;
-    let client_secret = if metadata.token_endpoint_auth_method.uses_secret() {
-        Some(random_token()?)
-    } else {
-        None
-    };
-    let registration_access_token = if source == ClientSource::Dynamic {
-        Some(random_token()?)
-    } else {
-        None
-    };
+    let client_secret = if metadata.token_endpoint_auth_method.uses_secret() { Some(random_token()?) } else { None };
+    let registration_access_token = if source == ClientSource::Dynamic { Some(random_token()?) } else { None };
     let client_id = uuid::Uuid::new_v4().to_string();
     let rec = ClientRecord {
         client_id: client_id.clone(),
-        secret_digest: client_secret
-            .as_ref()
-            .map(|s| s.digest().as_str().to_owned()),
-        registration_token_digest: registration_access_token
-            .as_ref()
-            .map(|t| t.digest().as_str().to_owned()),
+        secret_digest: client_secret.as_ref().map(|s| s.digest().as_str().to_owned()),
+        registration_token_digest: registration_access_token.as_ref().map(|t| t.digest().as_str().to_owned()),
         metadata: metadata_json(&metadata)?,
         source: source.as_str().to_owned(),
         issued_at: now,
@@ -103,13 +83,7 @@ pub async fn register(
     }
     tracing::info!(client_id = %client_id, source = source.as_str(), method = %metadata.token_endpoint_auth_method, "client registered");
     Ok(Registered {
-        client: Client {
-            client_id,
-            metadata,
-            source,
-            issued_at: now,
-            secret_expires_at: 0,
-        },
+        client: Client { client_id, metadata, source, issued_at: now, secret_expires_at: 0 },
         client_secret,
         registration_access_token,
     })
@@ -132,10 +106,7 @@ pub fn client_information(
         body.insert("client_secret".into(), json!(s.expose()));
     }
     if client.metadata.token_endpoint_auth_method.uses_secret() {
-        body.insert(
-            "client_secret_expires_at".into(),
-            json!(client.secret_expires_at),
-        );
+        body.insert("client_secret_expires_at".into(), json!(client.secret_expires_at));
     }
     if let Some(t) = registration_access_token {
         body.insert("registration_access_token".into(), json!(t.expose()));
@@ -151,18 +122,12 @@ pub fn client_information(
 
 /// RFC 7592: the client managed by this registration access token. Every failure looks the same, so
 /// the answer does not reveal whether the client exists.
-pub async fn managed_client(
-    store: &Store,
-    client_id: &str,
-    token: Option<&OpaqueToken>,
-) -> Result<Client, OAuthError> {
+pub async fn managed_client(store: &Store, client_id: &str, token: Option<&OpaqueToken>) -> Result<Client, OAuthError> {
     let token = token.ok_or_else(|| OAuthError::invalid_token("no registration access token"))?;
     let rec = store
         .find_client_for_management(client_id, token.digest().as_str())
         .await?
-        .ok_or_else(|| {
-            OAuthError::invalid_token("registration access token does not match the client")
-        })?;
+        .ok_or_else(|| OAuthError::invalid_token("registration access token does not match the client"))?;
     client_from_record(&rec)
 }
 
@@ -178,9 +143,7 @@ pub async fn update(
     let current = managed_client(store, client_id, token).await?;
     let req = RequestedMetadata::from_json(body)?;
     if req.client_id.as_ref().and_then(Value::as_str) != Some(client_id) {
-        return Err(OAuthError::invalid_request(
-            "`client_id` must be present and equal the client's",
-        ));
+        return Err(OAuthError::invalid_request("`client_id` must be present and equal the client's"));
     }
     if req.registration_access_token.is_some()
         || req.registration_client_uri.is_some()
@@ -194,13 +157,9 @@ pub async fn update(
     if let Some(secret) = &req.client_secret {
         // RFC 7592 §2.2: a client_secret sent back must be the current one.
         let rec = store.find_client(client_id).await?;
-        let matches = rec
-            .and_then(|r| r.secret_digest)
-            .is_some_and(|d| digests_equal(&d, &TokenDigest::of(secret)));
+        let matches = rec.and_then(|r| r.secret_digest).is_some_and(|d| digests_equal(&d, &TokenDigest::of(secret)));
         if !matches {
-            return Err(OAuthError::invalid_client_metadata(
-                "`client_secret` does not match",
-            ));
+            return Err(OAuthError::invalid_client_metadata("`client_secret` does not match"));
         }
     }
     let metadata = client::validate(req)?;
@@ -211,38 +170,18 @@ pub async fn update(
     }
     check_jwks_uri(fetcher, &metadata).await?;
     let token = token.ok_or_else(|| OAuthError::invalid_token("no registration access token"))?;
-    if !store
-        .update_client_metadata(
-            client_id,
-            token.digest().as_str(),
-            &metadata_json(&metadata)?,
-            now,
-        )
-        .await?
-    {
+    if !store.update_client_metadata(client_id, token.digest().as_str(), &metadata_json(&metadata)?, now).await? {
         return Err(OAuthError::invalid_token("client vanished during update"));
     }
     tracing::info!(client_id = %client_id, "client metadata updated");
-    Ok(Client {
-        metadata,
-        ..current
-    })
+    Ok(Client { metadata, ..current })
 }
 
 /// RFC 7592 §2.3: deletes the client; its credentials and tokens stop working at once.
-pub async fn delete(
-    store: &Store,
-    client_id: &str,
-    token: Option<&OpaqueToken>,
-) -> Result<(), OAuthError> {
+pub async fn delete(store: &Store, client_id: &str, token: Option<&OpaqueToken>) -> Result<(), OAuthError> {
     let token = token.ok_or_else(|| OAuthError::invalid_token("no registration access token"))?;
-    if !store
-        .delete_client(client_id, Some(token.digest().as_str()))
-        .await?
-    {
-        return Err(OAuthError::invalid_token(
-            "registration access token does not match the client",
-        ));
+    if !store.delete_client(client_id, Some(token.digest().as_str())).await? {
+        return Err(OAuthError::invalid_token("registration access token does not match the client"));
     }
     tracing::info!(client_id = %client_id, "client deleted");
     Ok(())
@@ -250,11 +189,7 @@ pub async fn delete(
 
 /// Constant-time comparison of two hex digests.
 pub fn digests_equal(stored: &str, presented: &TokenDigest) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(
-        stored.as_bytes(),
-        presented.as_str().as_bytes(),
-    )
-    .is_ok()
+    aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), presented.as_str().as_bytes()).is_ok()
 }
 
 /// Writes the configuration file's clients into the store (validated like any registration).
@@ -266,9 +201,7 @@ pub fn static_client_record(c: &StaticClient, now: UnixTime) -> Result<ClientRec
         response_types: c.response_types.clone(),
         token_endpoint_auth_method: c.token_endpoint_auth_method.clone(),
         jwks: match &c.jwks {
-            Some(s) => {
-                Some(serde_json::from_str(s).map_err(|e| format!("`jwks` is not JSON: {e}"))?)
-            }
+            Some(s) => Some(serde_json::from_str(s).map_err(|e| format!("`jwks` is not JSON: {e}"))?),
             None => None,
         },
         jwks_uri: c.jwks_uri.clone(),
@@ -276,27 +209,15 @@ pub fn static_client_record(c: &StaticClient, now: UnixTime) -> Result<ClientRec
         scope: c.scope.clone(),
         ..RequestedMetadata::default()
     };
-    let metadata = client::validate(req).map_err(|e| {
-        e.description
-            .map(|d| d.into_owned())
-            .unwrap_or_else(|| e.code.as_str().to_owned())
-    })?;
-    let secret_digest = match (
-        metadata.token_endpoint_auth_method.uses_secret(),
-        &c.client_secret,
-    ) {
+    let metadata = client::validate(req)
+        .map_err(|e| e.description.map(|d| d.into_owned()).unwrap_or_else(|| e.code.as_str().to_owned()))?;
+    let secret_digest = match (metadata.token_endpoint_auth_method.uses_secret(), &c.client_secret) {
         (true, Some(s)) => Some(TokenDigest::of(s).as_str().to_owned()),
         (true, None) => {
-            return Err(format!(
-                "{} needs `client_secret`",
-                metadata.token_endpoint_auth_method
-            ));
+            return Err(format!("{} needs `client_secret`", metadata.token_endpoint_auth_method));
         }
         (false, Some(_)) => {
-            return Err(format!(
-                "{} takes no `client_secret`",
-                metadata.token_endpoint_auth_method
-            ));
+            return Err(format!("{} takes no `client_secret`", metadata.token_endpoint_auth_method));
         }
         (false, None) => None,
     };
@@ -313,19 +234,11 @@ pub fn static_client_record(c: &StaticClient, now: UnixTime) -> Result<ClientRec
 }
 
 /// Brings the store in line with the configuration file's `[[clients]]`.
-pub async fn sync_static_clients(
-    store: &Store,
-    settings: &Settings,
-    now: UnixTime,
-) -> Result<(), String> {
+pub async fn sync_static_clients(store: &Store, settings: &Settings, now: UnixTime) -> Result<(), String> {
     for c in &settings.clients {
-        let rec = static_client_record(c, now)
-            .map_err(|e| format!("client `{}` in the configuration: {e}", c.client_id))?;
-        if !store
-            .upsert_config_client(&rec)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        let rec =
+            static_client_record(c, now).map_err(|e| format!("client `{}` in the configuration: {e}", c.client_id))?;
+        if !store.upsert_config_client(&rec).await.map_err(|e| e.to_string())? {
             return Err(format!(
                 "client `{}` in the configuration clashes with a client registered by other means",
                 c.client_id
@@ -343,20 +256,12 @@ pub async fn initial_access_token_is_valid(
     now: UnixTime,
 ) -> Result<bool, OAuthError> {
     let presented = token.digest();
-    let configured = settings
-        .initial_access_tokens
-        .iter()
-        .any(|t| digests_equal(TokenDigest::of(t.expose()).as_str(), &presented));
-    Ok(configured
-        || store
-            .initial_access_token_is_valid(presented.as_str(), now)
-            .await?)
+    let configured =
+        settings.initial_access_tokens.iter().any(|t| digests_equal(TokenDigest::of(t.expose()).as_str(), &presented));
+    Ok(configured || store.initial_access_token_is_valid(presented.as_str(), now).await?)
 }
 
 /// `code` for an OAuth error that means "not registered" in CLI output.
 pub fn is_client_error(e: &OAuthError) -> bool {
-    !matches!(
-        e.code,
-        ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable
-    )
+    !matches!(e.code, ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable)
 }

@@ -68,23 +68,16 @@ pub struct ConnectOptions {
 
 /// `sqlite://path` → adds `mode=rwc` so the file is created on first start, and creates its folder.
 fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
-    let rest = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() || path == ":memory:" {
         return Err(StoreError::Setup(
-            "an in-memory SQLite database would lose every token on restart; give a file path"
-                .into(),
+            "an in-memory SQLite database would lose every token on restart; give a file path".into(),
         ));
     }
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            StoreError::Setup(format!("cannot create folder `{}`: {e}", parent.display()))
-        })?;
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Setup(format!("cannot create folder `{}`: {e}", parent.display())))?;
     }
     if query.split('&').any(|kv| kv.starts_with("mode=")) {
         Ok(url.to_owned())
@@ -103,9 +96,8 @@ impl Store {
         } else {
             (Backend::Postgres, url.expose().to_owned())
         };
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(opts.max_connections)
-            .acquire_timeout(opts.connect_timeout);
+        let mut pool =
+            AnyPoolOptions::new().max_connections(opts.max_connections).acquire_timeout(opts.connect_timeout);
         if backend == Backend::Sqlite {
             // WAL lets readers proceed while one writer commits; the setting is kept in the file.
             // sqlx's defaults already give each connection foreign keys and a busy timeout.
@@ -172,11 +164,7 @@ impl Store {
     /// Adds a key as the next generation of its algorithm and retires the previous active one, in one
     /// transaction. Returns `false` when another node inserted that generation first (the caller
     /// re-reads and uses theirs).
-    pub async fn add_signing_key(
-        &self,
-        key: &SigningKeyRecord,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    pub async fn add_signing_key(&self, key: &SigningKeyRecord, now: UnixTime) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO signing_key (kid, alg, generation, private_pem, public_jwk, created_at, retired_at)
@@ -209,15 +197,11 @@ impl Store {
     }
 
     /// Deletes retired keys whose publication window has closed (no live token can carry their `kid`).
-    pub async fn delete_signing_keys_retired_before(
-        &self,
-        cutoff: UnixTime,
-    ) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM signing_key WHERE retired_at IS NOT NULL AND retired_at < $1")
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await?;
+    pub async fn delete_signing_keys_retired_before(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM signing_key WHERE retired_at IS NOT NULL AND retired_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 }
@@ -334,22 +318,16 @@ impl Store {
         client_id: &str,
         registration_token_digest: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let done =
-            match registration_token_digest {
-                Some(d) => sqlx::query(
-                    "DELETE FROM client WHERE client_id = $1 AND registration_token_digest = $2",
-                )
-                .bind(client_id)
-                .bind(d)
-                .execute(&self.pool)
-                .await?,
-                None => {
-                    sqlx::query("DELETE FROM client WHERE client_id = $1")
-                        .bind(client_id)
-                        .execute(&self.pool)
-                        .await?
-                }
-            };
+        let done = match registration_token_digest {
+            Some(d) => {
+                sqlx::query("DELETE FROM client WHERE client_id = $1 AND registration_token_digest = $2")
+                    .bind(client_id)
+                    .bind(d)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("DELETE FROM client WHERE client_id = $1").bind(client_id).execute(&self.pool).await?,
+        };
         Ok(done.rows_affected() == 1)
     }
 
@@ -364,18 +342,13 @@ impl Store {
     ) -> Result<bool, StoreError> {
         // Expired entries can no longer be replayed (the assertion's own `exp` refuses them first),
         // so each insert also sweeps a few of them.
-        sqlx::query("DELETE FROM client_assertion_jti WHERE expires_at < $1")
-            .bind(now)
+        sqlx::query("DELETE FROM client_assertion_jti WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+        let done = sqlx::query("INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3)")
+            .bind(client_id)
+            .bind(jti)
+            .bind(expires_at)
             .execute(&self.pool)
-            .await?;
-        let done = sqlx::query(
-            "INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(client_id)
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await;
+            .await;
         match done {
             Ok(_) => Ok(true),
             Err(e) if is_unique_violation(&e) => Ok(false),
@@ -391,22 +364,16 @@ impl Store {
         now: UnixTime,
         expires_at: UnixTime,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO initial_access_token (digest, created_at, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(digest)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO initial_access_token (digest, created_at, expires_at) VALUES ($1, $2, $3)")
+            .bind(digest)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    pub async fn initial_access_token_is_valid(
-        &self,
-        digest: &str,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    pub async fn initial_access_token_is_valid(&self, digest: &str, now: UnixTime) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT created_at FROM initial_access_token WHERE digest = $1 AND (expires_at = 0 OR expires_at > $2)",
         )
@@ -446,10 +413,7 @@ mod tests {
         assert_eq!(prepare_sqlite_url(&url).unwrap(), format!("{url}?mode=rwc"));
         assert!(dir.path().join("sub").is_dir());
         let with_q = format!("{url}?cache=private");
-        assert_eq!(
-            prepare_sqlite_url(&with_q).unwrap(),
-            format!("{url}?cache=private&mode=rwc")
-        );
+        assert_eq!(prepare_sqlite_url(&with_q).unwrap(), format!("{url}?cache=private&mode=rwc"));
         let ro = format!("{url}?mode=ro");
         assert_eq!(prepare_sqlite_url(&ro).unwrap(), ro);
     }

@@ -43,8 +43,7 @@ pub async fn grant(
             .describe("the client is not registered for the client_credentials grant"));
     }
     let scope = granted_scope(client, requested_scope)?.join(" ");
-    let token = OpaqueToken::generate()
-        .map_err(|_| OAuthError::server_error("the random generator failed"))?;
+    let token = OpaqueToken::generate().map_err(|_| OAuthError::server_error("the random generator failed"))?;
     store
         .insert_access_token(&AccessTokenRecord {
             digest: token.digest().as_str().to_owned(),
