@@ -118,6 +118,9 @@ pub struct StaticClient {
     /// A JWK Set as a JSON string.
     pub jwks: Option<String>,
     pub jwks_uri: Option<String>,
+    /// Binds a resource server to one resource owner: its client_credentials tokens with scope
+    /// `uma_protection` are PATs for this owner (tightly coupled deployments).
+    pub owner: Option<String>,
 }
 
 impl fmt::Debug for StaticClient {

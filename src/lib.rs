@@ -1,5 +1,6 @@
 //! Tessera: a UMA 2.0 authorization server. This file only wires the pieces together.
 
+pub mod accounts;
 pub mod clock;
 pub mod config;
 pub mod http;
@@ -7,6 +8,7 @@ pub mod keys;
 pub mod oauth;
 pub mod state;
 pub mod store;
+pub mod uma;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -86,6 +88,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let refresher = tokio::spawn(refresh_keys(state.clone()));
+        let sweeper = tokio::spawn(sweep_expired(state.clone()));
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
 
@@ -108,6 +111,7 @@ impl Server {
             }
         };
         refresher.abort();
+        sweeper.abort();
         state.store.close().await;
         tracing::info!("stopped");
         result
@@ -121,6 +125,21 @@ async fn refresh_keys(state: AppState) {
         tokio::time::sleep(every).await;
         if let Err(e) = state.keys.refresh(&state.store, state.clock.now()).await {
             tracing::warn!(error = %e, "cannot refresh signing keys; the previous set keeps serving");
+        }
+    }
+}
+
+/// Deletes expired artifacts every few minutes so that tables of short-lived, unauthenticated-to-create
+/// rows (pending authorization requests, tickets) cannot grow without bound. Every node runs it; the
+/// deletes are idempotent.
+async fn sweep_expired(state: AppState) {
+    let every = Duration::from_secs(300);
+    loop {
+        tokio::time::sleep(every).await;
+        match state.store.sweep_expired(state.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "expired artifacts deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired artifacts"),
         }
     }
 }

@@ -35,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Manage resource owner accounts.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Dynamic registration helpers.
     Registration {
         #[command(subcommand)]
@@ -84,11 +89,35 @@ enum ClientsCommand {
         jwks_file: Option<PathBuf>,
         #[arg(long)]
         jwks_uri: Option<String>,
+        /// Bind this resource server to a resource owner: its client_credentials tokens with scope
+        /// `uma_protection` become PATs for that owner.
+        #[arg(long)]
+        owner: Option<String>,
     },
     /// List clients (JSON, without secrets).
     List,
     /// Delete a client; its credentials and tokens stop working at once.
     Remove { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a resource owner. The password is read from `--password-file`, or else from the first line
+    /// of standard input; `--no-password` makes an account that cannot sign in with a password.
+    Add {
+        account_id: String,
+        #[arg(long, conflicts_with = "no_password")]
+        password_file: Option<PathBuf>,
+        #[arg(long)]
+        no_password: bool,
+        /// An attribute `name=value`; repeat for several.
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+    },
+    /// List accounts (JSON, without password hashes).
+    List,
+    /// Delete an account; its sessions end and its PATs and refresh tokens are revoked.
+    Remove { account_id: String },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +223,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             println!("{}", serde_json::to_string_pretty(set.current().published())?);
         }
         Command::Clients { command } => clients(command, &settings, clock.now()).await?,
+        Command::Users { command } => users(command, &settings, clock.now()).await?,
         Command::Registration { command: RegistrationCommand::Token { expires_in } } => {
             let store = open_store(&settings, settings.migrate_on_start).await?;
             let token = tessera::oauth::tokens::OpaqueToken::generate().map_err(|_| "the random generator failed")?;
@@ -233,6 +263,7 @@ async fn clients(command: ClientsCommand, settings: &Settings, now: i64) -> Resu
             claims_redirect_uris,
             jwks_file,
             jwks_uri,
+            owner,
         } => {
             let jwks = match jwks_file {
                 Some(f) => Some(
@@ -254,8 +285,9 @@ async fn clients(command: ClientsCommand, settings: &Settings, now: i64) -> Resu
             };
             let fetcher = tessera::oauth::jwks_fetch::JwksFetcher::new(settings.danger_allow_private_fetch);
             let metadata = oc::validate(req).map_err(|e| e.to_string())?;
-            let r =
-                reg::register(&store, &fetcher, metadata, ClientSource::Cli, now).await.map_err(|e| e.to_string())?;
+            let r = reg::register(&store, &fetcher, metadata, ClientSource::Cli, owner, now)
+                .await
+                .map_err(|e| e.to_string())?;
             let info = reg::client_information(settings, &r.client, r.client_secret.as_ref(), None);
             println!("{}", serde_json::to_string_pretty(&info)?);
             if r.client_secret.is_some() {
@@ -279,6 +311,57 @@ async fn clients(command: ClientsCommand, settings: &Settings, now: i64) -> Resu
                 return Err(format!("no client `{client_id}`").into());
             }
             eprintln!("removed client `{client_id}`");
+        }
+    }
+    Ok(())
+}
+
+async fn users(command: UsersCommand, settings: &Settings, now: i64) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open_store(settings, settings.migrate_on_start).await?;
+    match command {
+        UsersCommand::Add { account_id, password_file, no_password, attributes } => {
+            let password = if no_password {
+                None
+            } else {
+                let raw = match password_file {
+                    Some(f) => std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+                    None => {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        line
+                    }
+                };
+                Some(raw.lines().next().unwrap_or("").to_owned())
+            };
+            let mut attrs = serde_json::Map::new();
+            for a in attributes {
+                let (k, v) = a.split_once('=').ok_or_else(|| format!("`{a}` is not name=value"))?;
+                attrs.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+            }
+            tessera::accounts::add_account(&store, &account_id, password.as_deref(), attrs, now).await?;
+            eprintln!("added resource owner `{account_id}`");
+        }
+        UsersCommand::List => {
+            let out: Vec<serde_json::Value> = store
+                .list_accounts()
+                .await?
+                .into_iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "account_id": a.account_id,
+                        "password": a.password_hash.is_some(),
+                        "attributes": serde_json::from_str::<serde_json::Value>(&a.attributes).unwrap_or_default(),
+                        "created_at": a.created_at,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        UsersCommand::Remove { account_id } => {
+            if !store.delete_account(&account_id, now).await? {
+                return Err(format!("no account `{account_id}`").into());
+            }
+            eprintln!("removed resource owner `{account_id}`");
         }
     }
     Ok(())

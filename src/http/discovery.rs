@@ -11,9 +11,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::config::{RegistrationMode, Settings};
+use crate::http::authorize::AUTHORIZE_PATH;
+use crate::http::protection::{INTROSPECTION_PATH, PERMISSION_PATH, RESOURCES_PATH};
 use crate::http::token::TOKEN_PATH;
 use crate::oauth::client::{AuthMethod, GrantType};
 use crate::oauth::client_auth::ASSERTION_ALGORITHMS;
+use crate::oauth::grants::PROTECTION_SCOPE;
 use crate::oauth::registration::REGISTRATION_PATH;
 use crate::state::AppState;
 
@@ -28,11 +31,18 @@ pub const PUBLIC_CACHE: &str = "public, max-age=300";
 pub struct Metadata {
     pub issuer: String,
     pub jwks_uri: String,
+    pub authorization_endpoint: String,
     pub token_endpoint: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_endpoint: Option<String>,
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    pub introspection_endpoint: String,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub resource_registration_endpoint: String,
+    pub permission_endpoint: String,
+    pub scopes_supported: Vec<&'static str>,
+    pub code_challenge_methods_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_types_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -46,16 +56,32 @@ impl Metadata {
         Metadata {
             issuer: settings.issuer.clone(),
             jwks_uri: settings.endpoint(JWKS_PATH),
+            authorization_endpoint: settings.endpoint(AUTHORIZE_PATH),
             token_endpoint: settings.endpoint(TOKEN_PATH),
+            introspection_endpoint: settings.endpoint(INTROSPECTION_PATH),
+            // A PAT as Bearer, or the resource server's own client authentication.
+            introspection_endpoint_auth_methods_supported: ["bearer"]
+                .into_iter()
+                .chain(AuthMethod::ALL.iter().filter(|m| **m != AuthMethod::None).map(|m| m.as_str()))
+                .collect(),
+            resource_registration_endpoint: settings.endpoint(RESOURCES_PATH),
+            permission_endpoint: settings.endpoint(PERMISSION_PATH),
+            scopes_supported: vec![PROTECTION_SCOPE],
+            code_challenge_methods_supported: vec!["S256"],
             registration_endpoint: (settings.registration_mode != RegistrationMode::Closed)
                 .then(|| settings.endpoint(REGISTRATION_PATH)),
             token_endpoint_auth_methods_supported: AuthMethod::ALL.iter().map(|m| m.as_str()).collect(),
             token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS.iter().map(|(_, n)| *n).collect(),
-            // Filled in by the issue that adds the authorization endpoint: advertising a response
-            // type before it works would mislead clients.
-            response_types_supported: Vec::new(),
+            response_types_supported: vec!["code"],
             // Only grants the token endpoint really serves.
-            grant_types_supported: vec![GrantType::ClientCredentials.as_str()],
+            grant_types_supported: [
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::ClientCredentials,
+            ]
+            .iter()
+            .map(|g| g.as_str())
+            .collect(),
             uma_profiles_supported: Vec::new(),
         }
     }

@@ -20,7 +20,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidScope
         | ErrorCode::InvalidRedirectUri
         | ErrorCode::InvalidClientMetadata
-        | ErrorCode::UnapprovedSoftwareStatement => StatusCode::BAD_REQUEST,
+        | ErrorCode::UnapprovedSoftwareStatement
+        | ErrorCode::UnsupportedResponseType
+        | ErrorCode::InvalidResourceId => StatusCode::BAD_REQUEST,
+        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::UnsupportedMethodType => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
         ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -41,7 +45,7 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status = status_of(self.code);
+        let status = self.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or_else(|| status_of(self.code));
         match (status.is_server_error(), &self.detail) {
             (true, Some(d)) => {
                 tracing::error!(error = self.code.as_str(), detail = %d, "request failed")
@@ -102,6 +106,11 @@ mod tests {
             InsufficientScope,
             InvalidRedirectUri,
             InvalidClientMetadata,
+            UnapprovedSoftwareStatement,
+            UnsupportedResponseType,
+            AccessDenied,
+            InvalidResourceId,
+            UnsupportedMethodType,
             NotFound,
             MethodNotAllowed,
             RequestTooLarge,

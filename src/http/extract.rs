@@ -116,6 +116,19 @@ pub fn client_credentials(parts_auth: Option<&str>, form: &mut OAuthForm) -> Pre
     }
 }
 
+/// A request authenticated by a PAT: a handler that takes this cannot run without one.
+pub struct PatBearer(pub crate::oauth::pat::Pat);
+
+impl FromRequestParts<crate::state::AppState> for PatBearer {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &crate::state::AppState) -> Result<Self, Self::Rejection> {
+        let BearerToken(token) = BearerToken::from_request_parts(parts, state).await?;
+        let pat = crate::oauth::pat::authenticate(&state.store, token.as_ref(), state.clock.now()).await?;
+        Ok(PatBearer(pat))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,11 +58,17 @@ pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next)
     };
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return OAuthError::new(ErrorCode::RequestTooLarge).into_response();
+    let mut res = if declared.is_some_and(|n| n > limit as u64) {
+        OAuthError::new(ErrorCode::RequestTooLarge).into_response()
+    } else {
+        next.run(req.map(|body| Body::new(Limited::new(body, limit)))).await
+    };
+    // The rest of an oversized body is never read, so the connection cannot carry another request:
+    // say so, or a client reusing it would see its next request fail.
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let req = req.map(|body| Body::new(Limited::new(body, limit)));
-    next.run(req).await
+    res
 }
 
 /// Any error response that is not already JSON (or an HTML page meant for a browser) is rewritten into

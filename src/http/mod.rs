@@ -4,11 +4,14 @@
 //! Every route lives under the issuer's path, so an issuer such as `https://h/uma` serves
 //! `https://h/uma/jwks`; the RFC 8414 document is also served at `/.well-known/oauth-authorization-server/uma`.
 
+pub mod authorize;
 pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod health;
 mod layers;
+pub mod pages;
+pub mod protection;
 pub mod registration;
 pub mod token;
 
@@ -33,7 +36,24 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{}/{{client_id}}", crate::oauth::registration::REGISTRATION_PATH),
             get(registration::read).put(registration::update).delete(registration::delete),
-        );
+        )
+        .route(authorize::AUTHORIZE_PATH, get(authorize::authorize))
+        .route(authorize::DECISION_PATH, post(authorize::decision))
+        .route(
+            protection::RESOURCES_PATH,
+            get(protection::list_resources)
+                .post(protection::create_resource)
+                .fallback(|| protection::unsupported_method("GET, POST")),
+        )
+        .route(
+            &format!("{}/{{id}}", protection::RESOURCES_PATH),
+            get(protection::read_resource)
+                .put(protection::update_resource)
+                .delete(protection::delete_resource)
+                .fallback(|| protection::unsupported_method("GET, PUT, DELETE")),
+        )
+        .route(protection::PERMISSION_PATH, post(protection::request_permission))
+        .route(protection::INTROSPECTION_PATH, post(protection::introspect));
 
     let app = if issuer_path.is_empty() {
         endpoints.route(discovery::OAUTH_PATH, get(discovery::metadata))

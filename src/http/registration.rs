@@ -30,7 +30,7 @@ pub async fn register(
         }
     }
     let metadata = client::validate(RequestedMetadata::from_json(&body)?)?;
-    let r = reg::register(&state.store, &state.jwks_fetcher, metadata, ClientSource::Dynamic, now).await?;
+    let r = reg::register(&state.store, &state.jwks_fetcher, metadata, ClientSource::Dynamic, None, now).await?;
     let body =
         client_information(&state.settings, &r.client, r.client_secret.as_ref(), r.registration_access_token.as_ref());
     Ok((StatusCode::CREATED, Json(body)).into_response())

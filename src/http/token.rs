@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::http::extract::{OAuthForm, client_credentials};
 use crate::oauth::client::GrantType;
 use crate::oauth::client_auth::{AuthContext, authenticate};
-use crate::oauth::grants::client_credentials as cc;
+use crate::oauth::grants::{authorization_code, client_credentials as cc, refresh_token};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 
@@ -32,11 +32,28 @@ pub async fn token(
         now,
     };
     let client = authenticate(&ctx, creds).await?;
+    let lifetimes = &state.settings.tokens;
     let body = match GrantType::parse(&grant) {
         Some(GrantType::ClientCredentials) => {
-            cc::grant(&state.store, &client, form.get("scope"), state.settings.tokens.pat, now).await?
+            cc::grant(&state.store, &client, form.get("scope"), lifetimes.pat, now).await?
         }
-        Some(GrantType::AuthorizationCode | GrantType::RefreshToken | GrantType::UmaTicket) | None => {
+        Some(GrantType::AuthorizationCode) => {
+            authorization_code::grant(
+                &state.store,
+                &client,
+                form.get("code"),
+                form.get("redirect_uri"),
+                form.get("code_verifier"),
+                lifetimes,
+                now,
+            )
+            .await?
+        }
+        Some(GrantType::RefreshToken) => {
+            refresh_token::grant(&state.store, &client, form.get("refresh_token"), form.get("scope"), lifetimes, now)
+                .await?
+        }
+        Some(GrantType::UmaTicket) | None => {
             return Err(OAuthError::new(ErrorCode::UnsupportedGrantType)
                 .describe("this grant type is not supported here")
                 .detail(format!("grant_type `{grant}`")));

@@ -395,6 +395,9 @@ pub struct Client {
     pub issued_at: i64,
     /// 0: the secret never expires.
     pub secret_expires_at: i64,
+    /// The resource owner a resource server is bound to (config or CLI), whose PATs it may obtain with
+    /// client_credentials.
+    pub bound_owner: Option<String>,
 }
 
 #[cfg(test)]

@@ -20,6 +20,11 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     InvalidClientMetadata,
     UnapprovedSoftwareStatement,
+    UnsupportedResponseType,
+    AccessDenied,
+    InvalidResourceId,
+    /// FedAuthz §3.2: a method the resource registration endpoint does not support.
+    UnsupportedMethodType,
     NotFound,
     MethodNotAllowed,
     RequestTooLarge,
@@ -46,6 +51,10 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::UnapprovedSoftwareStatement => "unapproved_software_statement",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::InvalidResourceId => "invalid_resource_id",
+            ErrorCode::UnsupportedMethodType => "unsupported_method_type",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::ServerError => "server_error",
@@ -83,11 +92,20 @@ pub struct OAuthError {
     /// For the log only.
     pub detail: Option<String>,
     pub challenge: Option<Challenge>,
+    /// An HTTP status other than the code's usual one, where a spec says so (e.g. RFC 7662 §2.3 wants
+    /// 401 for a token without the needed scope at the introspection endpoint).
+    pub status: Option<u16>,
 }
 
 impl OAuthError {
     pub fn new(code: ErrorCode) -> Self {
-        OAuthError { code, description: code.default_description().map(Cow::Borrowed), detail: None, challenge: None }
+        OAuthError {
+            code,
+            description: code.default_description().map(Cow::Borrowed),
+            detail: None,
+            challenge: None,
+            status: None,
+        }
     }
 
     pub fn describe(mut self, description: impl Into<Cow<'static, str>>) -> Self {
@@ -97,6 +115,11 @@ impl OAuthError {
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
         self
     }
 

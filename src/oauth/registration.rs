@@ -35,6 +35,7 @@ pub fn client_from_record(rec: &ClientRecord) -> Result<Client, OAuthError> {
         source,
         issued_at: rec.issued_at,
         secret_expires_at: rec.secret_expires_at,
+        bound_owner: rec.bound_owner.clone(),
     })
 }
 
@@ -62,6 +63,7 @@ pub async fn register(
     fetcher: &JwksFetcher,
     metadata: ClientMetadata,
     source: ClientSource,
+    bound_owner: Option<String>,
     now: UnixTime,
 ) -> Result<Registered, OAuthError> {
     check_jwks_uri(fetcher, &metadata).await?;
@@ -77,13 +79,14 @@ pub async fn register(
         issued_at: now,
         secret_expires_at: 0,
         updated_at: now,
+        bound_owner: bound_owner.clone(),
     };
     if !store.insert_client(&rec).await? {
         return Err(OAuthError::server_error("generated client id collided"));
     }
     tracing::info!(client_id = %client_id, source = source.as_str(), method = %metadata.token_endpoint_auth_method, "client registered");
     Ok(Registered {
-        client: Client { client_id, metadata, source, issued_at: now, secret_expires_at: 0 },
+        client: Client { client_id, metadata, source, issued_at: now, secret_expires_at: 0, bound_owner },
         client_secret,
         registration_access_token,
     })
@@ -230,11 +233,21 @@ pub fn static_client_record(c: &StaticClient, now: UnixTime) -> Result<ClientRec
         issued_at: now,
         secret_expires_at: 0,
         updated_at: now,
+        bound_owner: c.owner.clone(),
     })
 }
 
-/// Brings the store in line with the configuration file's `[[clients]]`.
+/// Brings the store in line with the configuration file's `[[clients]]`: declared clients are
+/// inserted or updated, and clients that came from the file but are no longer in it are deleted, so
+/// removing a client from the file revokes it at the next start.
 pub async fn sync_static_clients(store: &Store, settings: &Settings, now: UnixTime) -> Result<(), String> {
+    for rec in store.list_clients().await.map_err(|e| e.to_string())? {
+        if rec.source == ClientSource::Config.as_str() && !settings.clients.iter().any(|c| c.client_id == rec.client_id)
+        {
+            store.delete_client(&rec.client_id, None).await.map_err(|e| e.to_string())?;
+            tracing::warn!(client_id = %rec.client_id, "client removed from the configuration: deleted");
+        }
+    }
     for c in &settings.clients {
         let rec =
             static_client_record(c, now).map_err(|e| format!("client `{}` in the configuration: {e}", c.client_id))?;

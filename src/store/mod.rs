@@ -5,6 +5,7 @@
 //!
 //! Opaque tokens are never stored: only their SHA-256 digests (`oauth::tokens::TokenDigest`).
 
+mod protection;
 mod records;
 
 use std::path::Path;
@@ -15,7 +16,11 @@ use sqlx::{AnyPool, Executor};
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseUrl;
-pub use records::{AccessTokenRecord, ClientRecord, SigningKeyRecord};
+pub use protection::ResourceFilter;
+pub use records::{
+    AccessTokenRecord, AccountRecord, AuthorizationCodeRecord, AuthorizationRequestRecord, ClientRecord,
+    RefreshTokenRecord, ResourceRecord, SigningKeyRecord, TicketRecord,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -213,8 +218,8 @@ impl Store {
     pub async fn insert_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO client (client_id, secret_digest, registration_token_digest, metadata, source,
-                                 issued_at, secret_expires_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                 issued_at, secret_expires_at, updated_at, bound_owner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&c.client_id)
         .bind(&c.secret_digest)
@@ -224,6 +229,7 @@ impl Store {
         .bind(c.issued_at)
         .bind(c.secret_expires_at)
         .bind(c.updated_at)
+        .bind(&c.bound_owner)
         .execute(&self.pool)
         .await;
         match done {
@@ -241,12 +247,13 @@ impl Store {
             return Ok(true);
         }
         let done = sqlx::query(
-            "UPDATE client SET secret_digest = $1, metadata = $2, updated_at = $3
-             WHERE client_id = $4 AND source = 'config'",
+            "UPDATE client SET secret_digest = $1, metadata = $2, updated_at = $3, bound_owner = $4
+             WHERE client_id = $5 AND source = 'config'",
         )
         .bind(&c.secret_digest)
         .bind(&c.metadata)
         .bind(c.updated_at)
+        .bind(&c.bound_owner)
         .bind(&c.client_id)
         .execute(&self.pool)
         .await?;
@@ -256,7 +263,7 @@ impl Store {
     pub async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
         Ok(sqlx::query_as::<_, ClientRecord>(
             "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
-                    secret_expires_at, updated_at
+                    secret_expires_at, updated_at, bound_owner
              FROM client WHERE client_id = $1",
         )
         .bind(client_id)
@@ -272,7 +279,7 @@ impl Store {
     ) -> Result<Option<ClientRecord>, StoreError> {
         Ok(sqlx::query_as::<_, ClientRecord>(
             "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
-                    secret_expires_at, updated_at
+                    secret_expires_at, updated_at, bound_owner
              FROM client WHERE client_id = $1 AND registration_token_digest = $2",
         )
         .bind(client_id)
@@ -284,7 +291,7 @@ impl Store {
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
         Ok(sqlx::query_as::<_, ClientRecord>(
             "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
-                    secret_expires_at, updated_at
+                    secret_expires_at, updated_at, bound_owner
              FROM client ORDER BY issued_at, client_id",
         )
         .fetch_all(&self.pool)
@@ -388,13 +395,16 @@ impl Store {
 
     pub async fn insert_access_token(&self, t: &AccessTokenRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO access_token (digest, client_id, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO access_token (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
         )
         .bind(&t.digest)
         .bind(&t.client_id)
         .bind(&t.scope)
         .bind(t.issued_at)
         .bind(t.expires_at)
+        .bind(&t.owner)
+        .bind(&t.family)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -38,13 +38,85 @@ pub struct ClientRecord {
     pub issued_at: UnixTime,
     pub secret_expires_at: UnixTime,
     pub updated_at: UnixTime,
+    /// The resource owner a configured resource server acts for (its client_credentials tokens are PATs).
+    pub bound_owner: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccessTokenRecord {
     pub digest: String,
     pub client_id: String,
     pub scope: String,
     pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// The resource owner the token acts for; with scope `uma_protection` this makes it a PAT.
+    pub owner: Option<String>,
+    /// Tokens of one grant (one authorization code and its refreshes) share a family.
+    pub family: Option<String>,
+    pub revoked_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountRecord {
+    pub account_id: String,
+    pub password_hash: Option<String>,
+    pub attributes: String,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuthorizationRequestRecord {
+    pub digest: String,
+    pub browser_digest: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuthorizationCodeRecord {
+    pub digest: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub code_challenge: String,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshTokenRecord {
+    pub digest: String,
+    pub client_id: String,
+    pub owner: String,
+    pub scope: String,
+    pub family: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ResourceRecord {
+    pub resource_id: String,
+    pub owner: String,
+    pub rs_client_id: String,
+    pub description: String,
+    pub name: Option<String>,
+    #[sqlx(rename = "type")]
+    pub resource_type: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TicketRecord {
+    pub digest: String,
+    pub owner: String,
+    pub rs_client_id: String,
+    pub permissions: String,
+    pub created_at: UnixTime,
     pub expires_at: UnixTime,
 }

@@ -15,13 +15,8 @@ fn assert_well_formed(doc: &Value, issuer: &str) {
             assert!(!a.is_empty(), "`{k}` is an empty array");
         }
         if k.ends_with("_endpoint") || k.ends_with("_uri") {
-            let url = v
-                .as_str()
-                .unwrap_or_else(|| panic!("`{k}` is not a string"));
-            assert!(
-                url.starts_with(&format!("{issuer}/")),
-                "`{k}` = {url} is not under the issuer"
-            );
+            let url = v.as_str().unwrap_or_else(|| panic!("`{k}` is not a string"));
+            assert!(url.starts_with(&format!("{issuer}/")), "`{k}` = {url} is not under the issuer");
         }
     }
 }
@@ -57,14 +52,7 @@ async fn uma_and_rfc8414_documents_agree(store: StoreKind) {
 /// before the path (checklist G-2-b, A-18).
 async fn an_issuer_with_a_path_serves_both_well_known_forms(store: StoreKind) {
     let db = TestDb::new(store).await;
-    let t = TestAs::start_with(
-        &db,
-        Options {
-            issuer_path: "/tenant-1",
-            ..Options::default()
-        },
-    )
-    .await;
+    let t = TestAs::start_with(&db, Options { issuer_path: "/tenant-1", ..Options::default() }).await;
     assert!(t.base.ends_with("/tenant-1"));
     let origin = t.base.trim_end_matches("/tenant-1").to_owned();
 
@@ -73,23 +61,12 @@ async fn an_issuer_with_a_path_serves_both_well_known_forms(store: StoreKind) {
     assert_well_formed(&uma, &t.base);
     assert_eq!(uma["jwks_uri"], format!("{origin}/tenant-1/jwks"));
 
-    let res = t
-        .http
-        .get(format!(
-            "{origin}/.well-known/oauth-authorization-server/tenant-1"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = t.http.get(format!("{origin}/.well-known/oauth-authorization-server/tenant-1")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), uma);
 
     // The root forms belong to no issuer here.
-    for wrong in [
-        "/.well-known/uma2-configuration",
-        "/.well-known/oauth-authorization-server",
-        "/jwks",
-    ] {
+    for wrong in ["/.well-known/uma2-configuration", "/.well-known/oauth-authorization-server", "/jwks"] {
         let res = t.http.get(format!("{origin}{wrong}")).send().await.unwrap();
         assert_eq!(res.status(), 404, "{wrong}");
     }
@@ -99,7 +76,4 @@ async fn an_issuer_with_a_path_serves_both_well_known_forms(store: StoreKind) {
     db.drop_now().await;
 }
 
-both_stores!(
-    uma_and_rfc8414_documents_agree,
-    an_issuer_with_a_path_serves_both_well_known_forms
-);
+both_stores!(uma_and_rfc8414_documents_agree, an_issuer_with_a_path_serves_both_well_known_forms);

@@ -33,11 +33,7 @@ async fn readyz_turns_red_while_postgres_is_unreachable_and_recovers() {
         let u = url::Url::parse(&base).expect("postgres url");
         let host = u.host_str().unwrap_or("127.0.0.1").to_owned();
         let port = u.port().unwrap_or(5432);
-        tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .unwrap()
-            .next()
-            .unwrap()
+        tokio::net::lookup_host((host.as_str(), port)).await.unwrap().next().unwrap()
     };
     let mut relay = Relay::start(target).await;
     let mut via_relay = url::Url::parse(&db.url).unwrap();
@@ -47,10 +43,7 @@ async fn readyz_turns_red_while_postgres_is_unreachable_and_recovers() {
     // Short acquire timeout so readiness answers within the test's patience.
     let t = TestAs::start_with(
         &db,
-        crate::support::Options {
-            extra_toml: "database_connect_timeout_secs = 1\n",
-            ..Default::default()
-        },
+        crate::support::Options { extra_toml: "database_connect_timeout_secs = 1\n", ..Default::default() },
     )
     .await;
     assert_eq!(t.get_json("/readyz").await.0, 200);
@@ -61,10 +54,7 @@ async fn readyz_turns_red_while_postgres_is_unreachable_and_recovers() {
     assert_eq!(body["error"], "temporarily_unavailable");
     assert_eq!(headers["retry-after"], "5");
     let text = body.to_string();
-    assert!(
-        !text.contains("postgres") && !text.contains("127.0.0.1"),
-        "internals leaked: {text}"
-    );
+    assert!(!text.contains("postgres") && !text.contains("127.0.0.1"), "internals leaked: {text}");
     // Liveness is about the process, not its dependencies.
     assert_eq!(t.get_json("/healthz").await.0, 200);
 
@@ -77,10 +67,7 @@ async fn readyz_turns_red_while_postgres_is_unreachable_and_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        status, 200,
-        "service resumes by itself when the store returns"
-    );
+    assert_eq!(status, 200, "service resumes by itself when the store returns");
     t.stop().await;
     db.url = direct;
     db.drop_now().await;

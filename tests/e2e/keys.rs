@@ -21,12 +21,7 @@ async fn jwks(t: &TestAs) -> Value {
 }
 
 fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
+    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
 }
 
 fn kids_of(jwks: &Value, alg: &str) -> Vec<String> {
@@ -47,23 +42,16 @@ struct Claims {
 
 /// Signs with the server's keys and verifies with nothing but the JWKS fetched over HTTP.
 async fn assert_signatures_verify_with_published_keys(t: &TestAs, alg: SigningAlgorithm) -> String {
-    let claims = Claims {
-        iss: t.base.clone(),
-        exp: t.now() + 60,
-    };
+    let claims = Claims { iss: t.base.clone(), exp: t.now() + 60 };
     let token = t.server.keys.sign(&claims, Some(alg), "JWT").expect("sign");
     let header = jsonwebtoken::decode_header(&token).unwrap();
     let kid = header.kid.expect("kid in header");
     let set: JwkSet = serde_json::from_value(jwks(t).await).unwrap();
-    let jwk = set
-        .find(&kid)
-        .unwrap_or_else(|| panic!("{kid} is not published"));
+    let jwk = set.find(&kid).unwrap_or_else(|| panic!("{kid} is not published"));
     let mut validation = Validation::new(header.alg);
     validation.set_issuer(&[&t.base]);
     validation.validate_exp = false; // the clock may be pinned; the signature is what is checked here
-    let data =
-        jsonwebtoken::decode::<Claims>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
-            .unwrap();
+    let data = jsonwebtoken::decode::<Claims>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap();
     assert_eq!(data.claims.iss, t.base);
     kid
 }
@@ -80,10 +68,7 @@ async fn jwks_publishes_es256_and_rs256_public_keys(store: StoreKind) {
         }
         assert_eq!(k["use"], "sig");
         for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-            assert!(
-                k.get(private).is_none(),
-                "private member `{private}` published"
-            );
+            assert!(k.get(private).is_none(), "private member `{private}` published");
         }
     }
     assert_eq!(kids_of(&doc, "ES256").len(), 1);
@@ -115,10 +100,7 @@ async fn two_servers_on_one_database_publish_the_same_keys(store: StoreKind) {
     assert_eq!(kids(&ka), kids(&kb));
     assert_eq!(kids(&ka).len(), 2);
     // A token signed by one node verifies with the other's JWKS.
-    let claims = Claims {
-        iss: "x".into(),
-        exp: a.now() + 60,
-    };
+    let claims = Claims { iss: "x".into(), exp: a.now() + 60 };
     let token = a.server.keys.sign(&claims, None, "JWT").unwrap();
     let set: JwkSet = serde_json::from_value(kb).unwrap();
     let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
@@ -152,19 +134,10 @@ async fn rotation_keeps_the_old_key_published_until_its_tokens_expire(store: Sto
         .current_dir(db.dir())
         .output()
         .expect("run tessera keys rotate");
-    assert!(
-        out.status.success(),
-        "rotate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listed: Value =
-        serde_json::from_slice(&out.stdout).expect("keys rotate prints the key list as JSON");
-    let active_es: Vec<_> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|k| k["alg"] == "ES256" && k["active"] == true)
-        .collect();
+    assert!(out.status.success(), "rotate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("keys rotate prints the key list as JSON");
+    let active_es: Vec<_> =
+        listed.as_array().unwrap().iter().filter(|k| k["alg"] == "ES256" && k["active"] == true).collect();
     assert_eq!(active_es.len(), 1);
     let new_kid = active_es[0]["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_es[0]);
@@ -178,23 +151,11 @@ async fn rotation_keeps_the_old_key_published_until_its_tokens_expire(store: Sto
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        published.len(),
-        2,
-        "old and new ES256 keys are both published"
-    );
+    assert_eq!(published.len(), 2, "old and new ES256 keys are both published");
     assert!(published.contains(&new_kid) && published.contains(&old_es[0]));
-    assert_eq!(
-        kids_of(&jwks(&t).await, "RS256"),
-        old_rs,
-        "RS256 was not rotated"
-    );
-    let signing_kid =
-        assert_signatures_verify_with_published_keys(&t, SigningAlgorithm::ES256).await;
-    assert_eq!(
-        signing_kid, new_kid,
-        "new tokens are signed with the new key"
-    );
+    assert_eq!(kids_of(&jwks(&t).await, "RS256"), old_rs, "RS256 was not rotated");
+    let signing_kid = assert_signatures_verify_with_published_keys(&t, SigningAlgorithm::ES256).await;
+    assert_eq!(signing_kid, new_kid, "new tokens are signed with the new key");
 
     // Still published just before the window (longest signed lifetime 600 s + refresh 1 s) closes …
     clock.advance(600);

@@ -2,17 +2,17 @@
 //! (with `TESSERA_TEST_POSTGRES_URL`) PostgreSQL. One module per endpoint family or concern.
 
 // Test code: a failed expectation is how a test reports, so the production lints on panicking do not apply.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support;
 
+mod client_auth;
+mod clients_cli;
 mod discovery;
 mod errors;
 mod health;
 mod keys;
+mod lifecycle;
+mod protection;
+mod registration;
 mod startup;

@@ -3,7 +3,7 @@
 
 use crate::clock::UnixTime;
 use crate::oauth::client::{Client, GrantType};
-use crate::oauth::grants::TokenResponse;
+use crate::oauth::grants::{PROTECTION_SCOPE, TokenResponse};
 use crate::oauth::tokens::OpaqueToken;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::store::{AccessTokenRecord, Store};
@@ -42,7 +42,19 @@ pub async fn grant(
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient)
             .describe("the client is not registered for the client_credentials grant"));
     }
-    let scope = granted_scope(client, requested_scope)?.join(" ");
+    let scopes = granted_scope(client, requested_scope)?;
+    // A PAT must identify a resource owner (FedAuthz §1.3); a client acting for itself has none,
+    // unless the configuration binds it to one.
+    let owner = if scopes.iter().any(|s| s == PROTECTION_SCOPE) {
+        Some(client.bound_owner.clone().ok_or_else(|| {
+            OAuthError::new(ErrorCode::InvalidScope)
+                .describe("uma_protection needs a resource owner: use the authorization code grant")
+                .detail("client is not bound to a resource owner")
+        })?)
+    } else {
+        None
+    };
+    let scope = scopes.join(" ");
     let token = OpaqueToken::generate().map_err(|_| OAuthError::server_error("the random generator failed"))?;
     store
         .insert_access_token(&AccessTokenRecord {
@@ -51,13 +63,17 @@ pub async fn grant(
             scope: scope.clone(),
             issued_at: now,
             expires_at: now + lifetime,
+            owner: owner.clone(),
+            family: None,
+            revoked_at: None,
         })
         .await?;
-    tracing::info!(client_id = %client.client_id, scope = %scope, "access token issued (client_credentials)");
+    tracing::info!(client_id = %client.client_id, scope = %scope, owner = ?owner, "access token issued (client_credentials)");
     Ok(TokenResponse {
         access_token: token.expose().to_owned(),
         token_type: "Bearer",
         expires_in: lifetime,
+        refresh_token: None,
         scope: if scope.is_empty() { None } else { Some(scope) },
     })
 }

@@ -5,6 +5,10 @@
 
 #![allow(dead_code)]
 
+pub mod assertions;
+pub mod jwks_server;
+pub mod oauth;
+pub mod process;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
@@ -69,26 +73,15 @@ impl TestDb {
         match kind {
             StoreKind::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
-                TestDb {
-                    kind,
-                    url,
-                    schema: None,
-                    dir,
-                }
+                TestDb { kind, url, schema: None, dir }
             }
             StoreKind::Postgres => {
-                let base = std::env::var(POSTGRES_ENV)
-                    .expect("postgres tests need TESSERA_TEST_POSTGRES_URL");
+                let base = std::env::var(POSTGRES_ENV).expect("postgres tests need TESSERA_TEST_POSTGRES_URL");
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
                 admin(&base, &format!("CREATE SCHEMA {schema}")).await;
                 let sep = if base.contains('?') { '&' } else { '?' };
                 let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-                TestDb {
-                    kind,
-                    url,
-                    schema: Some(schema),
-                    dir,
-                }
+                TestDb { kind, url, schema: Some(schema), dir }
             }
         }
     }
@@ -156,8 +149,7 @@ impl TestAs {
         );
         let name = format!("tessera-{}.toml", uuid::Uuid::new_v4().simple());
         let path = write_config(db.dir(), &name, &toml);
-        let settings = Settings::load_with_env(Some(&path), std::iter::empty())
-            .expect("test settings are valid");
+        let settings = Settings::load_with_env(Some(&path), std::iter::empty()).expect("test settings are valid");
         let clock: SharedClock = match &opts.fixed_clock {
             Some(c) => Arc::new(c.clone()),
             None => Arc::new(SystemClock),
@@ -170,10 +162,7 @@ impl TestAs {
         }));
         TestAs {
             base: issuer,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             server: state,
             clock: opts.fixed_clock,
             stop: Some(stop),
@@ -185,14 +174,7 @@ impl TestAs {
         format!("{}{path}", self.base)
     }
 
-    pub async fn get_json(
-        &self,
-        path: &str,
-    ) -> (
-        reqwest::StatusCode,
-        reqwest::header::HeaderMap,
-        serde_json::Value,
-    ) {
+    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, reqwest::header::HeaderMap, serde_json::Value) {
         let res = self.http.get(self.url(path)).send().await.expect("request");
         let status = res.status();
         let headers = res.headers().clone();

@@ -17,11 +17,7 @@ impl Relay {
     pub async fn start(target: SocketAddr) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let addr = listener.local_addr().expect("relay addr");
-        let mut relay = Relay {
-            addr,
-            target,
-            task: None,
-        };
+        let mut relay = Relay { addr, target, task: None };
         relay.task = Some(tokio::spawn(accept_loop(listener, target)));
         relay
     }
