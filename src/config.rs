@@ -352,7 +352,8 @@ fn bounded(key: &'static str, value: i64, min: i64, max: i64) -> Result<i64, Con
     }
 }
 
-fn is_loopback_host(url: &Url) -> bool {
+/// Whether a URL names this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

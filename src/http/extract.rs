@@ -129,6 +129,28 @@ impl FromRequestParts<crate::state::AppState> for PatBearer {
     }
 }
 
+/// Authenticates the client of a token-endpoint-style request (token, introspection) from its
+/// `Authorization` header and form; `endpoint_path` is the endpoint's own path, an accepted `aud` of a
+/// client assertion besides the issuer (checklist A-26).
+pub async fn authenticate_client(
+    state: &crate::state::AppState,
+    headers: &axum::http::HeaderMap,
+    form: &mut OAuthForm,
+    endpoint_path: &str,
+    now: crate::clock::UnixTime,
+) -> Result<crate::oauth::client::Client, OAuthError> {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let creds = client_credentials(auth, form);
+    let endpoint = state.settings.endpoint(endpoint_path);
+    let ctx = crate::oauth::client_auth::AuthContext {
+        store: &state.store,
+        fetcher: &state.jwks_fetcher,
+        audiences: [endpoint.as_str(), state.settings.issuer.as_str()],
+        now,
+    };
+    crate::oauth::client_auth::authenticate(&ctx, creds).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

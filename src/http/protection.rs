@@ -7,8 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::http::extract::{BearerToken, JsonBytes, OAuthForm, PatBearer, client_credentials};
-use crate::oauth::client_auth::{AuthContext, authenticate};
+use crate::http::extract::{BearerToken, JsonBytes, OAuthForm, PatBearer, authenticate_client};
 use crate::oauth::introspection;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -116,16 +115,7 @@ pub async fn introspect(
     let caller = match bearer {
         Some(pat) => introspection::caller_by_pat(&state.store, &pat, now).await?,
         None => {
-            let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let creds = client_credentials(auth, &mut form);
-            let introspection_endpoint = state.settings.endpoint(INTROSPECTION_PATH);
-            let ctx = AuthContext {
-                store: &state.store,
-                fetcher: &state.jwks_fetcher,
-                audiences: [introspection_endpoint.as_str(), state.settings.issuer.as_str()],
-                now,
-            };
-            let client = authenticate(&ctx, creds).await?;
+            let client = authenticate_client(&state, &headers, &mut form, INTROSPECTION_PATH, now).await?;
             introspection::Caller { client_id: client.client_id }
         }
     };

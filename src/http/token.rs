@@ -6,9 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::extract::{OAuthForm, client_credentials};
+use crate::http::extract::{OAuthForm, authenticate_client};
 use crate::oauth::client::GrantType;
-use crate::oauth::client_auth::{AuthContext, authenticate};
 use crate::oauth::grants::{authorization_code, client_credentials as cc, refresh_token};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -22,16 +21,7 @@ pub async fn token(
 ) -> Result<Response, OAuthError> {
     let now = state.clock.now();
     let grant = form.take("grant_type").ok_or_else(|| OAuthError::invalid_request("`grant_type` is required"))?;
-    let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let creds = client_credentials(auth_header, &mut form);
-    let token_endpoint = state.settings.endpoint(TOKEN_PATH);
-    let ctx = AuthContext {
-        store: &state.store,
-        fetcher: &state.jwks_fetcher,
-        audiences: [token_endpoint.as_str(), state.settings.issuer.as_str()],
-        now,
-    };
-    let client = authenticate(&ctx, creds).await?;
+    let client = authenticate_client(&state, &headers, &mut form, TOKEN_PATH, now).await?;
     let lifetimes = &state.settings.tokens;
     let body = match GrantType::parse(&grant) {
         Some(GrantType::ClientCredentials) => {

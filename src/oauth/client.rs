@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+use crate::config::is_loopback_host;
 use crate::oauth::OAuthError;
 
 /// RFC 7591 §2 `token_endpoint_auth_method`: how a client proves who it is at the token endpoint.
@@ -172,15 +173,6 @@ impl RequestedMetadata {
 
 const MAX_URIS: usize = 20;
 const MAX_TEXT: usize = 255;
-
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
 
 /// A redirect URI must be absolute, without a fragment (RFC 6749 §3.1.2), and https unless its host
 /// is a loopback address (native apps and development, RFC 8252 §7.3).

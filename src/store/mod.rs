@@ -22,6 +22,14 @@ pub use records::{
     RefreshTokenRecord, ResourceRecord, SigningKeyRecord, TicketRecord,
 };
 
+/// The columns of `ClientRecord`, in one place for every query that reads a client.
+macro_rules! client_columns {
+    () => {
+        "client_id, secret_digest, registration_token_digest, metadata, source, issued_at, secret_expires_at, \
+         updated_at, bound_owner"
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -261,11 +269,11 @@ impl Store {
     }
 
     pub async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, ClientRecord>(
-            "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
-                    secret_expires_at, updated_at, bound_owner
-             FROM client WHERE client_id = $1",
-        )
+        Ok(sqlx::query_as::<_, ClientRecord>(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM client WHERE client_id = $1"
+        ))
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?)
@@ -277,11 +285,11 @@ impl Store {
         client_id: &str,
         registration_token_digest: &str,
     ) -> Result<Option<ClientRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, ClientRecord>(
-            "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
-                    secret_expires_at, updated_at, bound_owner
-             FROM client WHERE client_id = $1 AND registration_token_digest = $2",
-        )
+        Ok(sqlx::query_as::<_, ClientRecord>(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM client WHERE client_id = $1 AND registration_token_digest = $2"
+        ))
         .bind(client_id)
         .bind(registration_token_digest)
         .fetch_optional(&self.pool)
@@ -289,11 +297,11 @@ impl Store {
     }
 
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, ClientRecord>(
-            "SELECT client_id, secret_digest, registration_token_digest, metadata, source, issued_at,
-                    secret_expires_at, updated_at, bound_owner
-             FROM client ORDER BY issued_at, client_id",
-        )
+        Ok(sqlx::query_as::<_, ClientRecord>(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM client ORDER BY issued_at, client_id"
+        ))
         .fetch_all(&self.pool)
         .await?)
     }

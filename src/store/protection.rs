@@ -9,6 +9,13 @@ use crate::store::records::{
     ResourceRecord, TicketRecord,
 };
 
+/// The columns of `AuthorizationRequestRecord`.
+macro_rules! authorization_request_columns {
+    () => {
+        "digest, browser_digest, client_id, redirect_uri, scope, state, code_challenge, expires_at"
+    };
+}
+
 /// Filters of a resource listing (checklist A-31).
 #[derive(Debug, Default, Clone)]
 pub struct ResourceFilter {
@@ -138,10 +145,11 @@ impl Store {
         browser_digest: &str,
         now: UnixTime,
     ) -> Result<Option<AuthorizationRequestRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, AuthorizationRequestRecord>(
-            "SELECT digest, browser_digest, client_id, redirect_uri, scope, state, code_challenge, expires_at
-             FROM authorization_request WHERE digest = $1 AND browser_digest = $2 AND expires_at > $3",
-        )
+        Ok(sqlx::query_as::<_, AuthorizationRequestRecord>(concat!(
+            "SELECT ",
+            authorization_request_columns!(),
+            " FROM authorization_request WHERE digest = $1 AND browser_digest = $2 AND expires_at > $3"
+        ))
         .bind(digest)
         .bind(browser_digest)
         .bind(now)
@@ -156,10 +164,11 @@ impl Store {
         browser_digest: &str,
         now: UnixTime,
     ) -> Result<Option<AuthorizationRequestRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, AuthorizationRequestRecord>(
-            "DELETE FROM authorization_request WHERE digest = $1 AND browser_digest = $2 AND expires_at > $3
-             RETURNING digest, browser_digest, client_id, redirect_uri, scope, state, code_challenge, expires_at",
-        )
+        Ok(sqlx::query_as::<_, AuthorizationRequestRecord>(concat!(
+            "DELETE FROM authorization_request WHERE digest = $1 AND browser_digest = $2 AND expires_at > $3 \
+                 RETURNING ",
+            authorization_request_columns!()
+        ))
         .bind(digest)
         .bind(browser_digest)
         .bind(now)
