@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::config::{RegistrationMode, Settings};
 use crate::http::authorize::AUTHORIZE_PATH;
 use crate::http::protection::{INTROSPECTION_PATH, PERMISSION_PATH, RESOURCES_PATH};
+use crate::http::revocation::REVOCATION_PATH;
 use crate::http::token::TOKEN_PATH;
 use crate::oauth::client::{AuthMethod, GrantType};
 use crate::oauth::client_auth::ASSERTION_ALGORITHMS;
@@ -38,6 +39,8 @@ pub struct Metadata {
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     pub introspection_endpoint: String,
+    pub revocation_endpoint: String,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     pub resource_registration_endpoint: String,
     pub permission_endpoint: String,
@@ -59,6 +62,8 @@ impl Metadata {
             authorization_endpoint: settings.endpoint(AUTHORIZE_PATH),
             token_endpoint: settings.endpoint(TOKEN_PATH),
             introspection_endpoint: settings.endpoint(INTROSPECTION_PATH),
+            revocation_endpoint: settings.endpoint(REVOCATION_PATH),
+            revocation_endpoint_auth_methods_supported: AuthMethod::ALL.iter().map(|m| m.as_str()).collect(),
             // A PAT as Bearer, or the resource server's own client authentication.
             introspection_endpoint_auth_methods_supported: ["bearer"]
                 .into_iter()

@@ -13,6 +13,7 @@ mod layers;
 pub mod pages;
 pub mod protection;
 pub mod registration;
+pub mod revocation;
 pub mod token;
 
 use axum::Router;
@@ -53,7 +54,8 @@ pub fn router(state: AppState) -> Router {
                 .fallback(|| protection::unsupported_method("GET, PUT, DELETE")),
         )
         .route(protection::PERMISSION_PATH, post(protection::request_permission))
-        .route(protection::INTROSPECTION_PATH, post(protection::introspect));
+        .route(protection::INTROSPECTION_PATH, post(protection::introspect))
+        .route(revocation::REVOCATION_PATH, post(revocation::revoke));
 
     let app = if issuer_path.is_empty() {
         endpoints.route(discovery::OAUTH_PATH, get(discovery::metadata))

@@ -10,6 +10,7 @@ pub mod jwks_fetch;
 pub mod pat;
 pub mod pkce;
 pub mod registration;
+pub mod revocation;
 pub mod tokens;
 
 pub use error::{Challenge, ErrorCode, OAuthError};

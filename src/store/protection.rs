@@ -317,6 +317,28 @@ impl Store {
         Ok(())
     }
 
+    /// Revokes one access token of this client. `false` if no live token of this client matched.
+    pub async fn revoke_access_token(&self, digest: &str, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE access_token SET revoked_at = $1 WHERE digest = $2 AND client_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(digest)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The grant family of a refresh token issued to this client, if there is one.
+    pub async fn refresh_token_family(&self, digest: &str, client_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar::<_, String>("SELECT family FROM refresh_token WHERE digest = $1 AND client_id = $2")
+            .bind(digest)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     // ---- resources (FedAuthz §3) ----
 
     pub async fn insert_resource(&self, r: &ResourceRecord) -> Result<(), StoreError> {

@@ -738,7 +738,56 @@ async fn expired_artifacts_are_swept(store: StoreKind) {
     db.drop_now().await;
 }
 
+async fn revoke(t: &TestAs, rs: &Rs, form: &[(&str, &str)]) -> reqwest::Response {
+    t.http.post(t.url("/revoke")).basic_auth(&rs.client_id, Some(&rs.secret)).form(form).send().await.unwrap()
+}
+
+/// RFC 7009: a client revokes its own tokens; revoking a refresh token ends the grant; anything else is
+/// a silent 200 that changes nothing.
+async fn revocation_by_the_owning_client_only(store: StoreKind) {
+    let db = TestDb::new(store).await;
+    let clock = FixedClock::new(SystemClock.now());
+    let t = TestAs::start_with(&db, options(&clock)).await;
+    let (_, _, meta) = t.get_json("/.well-known/uma2-configuration").await;
+    assert_eq!(meta["revocation_endpoint"], t.url("/revoke"));
+    add_owner(&t, "alice").await;
+    let rs1 = register_rs(&t, "RS1").await;
+    let rs2 = register_rs(&t, "RS2").await;
+
+    // Another client's token: 200, and the token still works.
+    let pat = obtain_pat(&t, &rs1, "alice").await;
+    let res = revoke(&t, &rs2, &[("token", &pat.access)]).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(introspect(&t, &rs1, &pat.access).await["active"], true);
+    // Unknown token: 200.
+    assert_eq!(revoke(&t, &rs1, &[("token", "never-issued")]).await.status(), 200);
+    // No client authentication: 401.
+    let res = t.http.post(t.url("/revoke")).form(&[("token", pat.access.as_str())]).send().await.unwrap();
+    error_of(res, 401, "invalid_client").await;
+    // Missing token: 400.
+    error_of(revoke(&t, &rs1, &[("token_type_hint", "access_token")]).await, 400, "invalid_request").await;
+
+    // The owner revokes its PAT: inactive, refused by the protection API; its refresh token lives on.
+    assert_eq!(revoke(&t, &rs1, &[("token", &pat.access), ("token_type_hint", "access_token")]).await.status(), 200);
+    assert_eq!(introspect(&t, &rs1, &pat.access).await, json!({"active": false}));
+    error_of(api(&t, reqwest::Method::GET, "/uma/resources", Some(&pat.access), None).await, 401, "invalid_token")
+        .await;
+    let (status, fresh) = token(&t, &rs1, &[("grant_type", "refresh_token"), ("refresh_token", &pat.refresh)]).await;
+    assert_eq!(status, 200, "{fresh}");
+
+    // Revoking the refresh token (even with a wrong hint) ends the grant: its access token too.
+    let refresh = fresh["refresh_token"].as_str().unwrap();
+    let access = fresh["access_token"].as_str().unwrap();
+    assert_eq!(revoke(&t, &rs1, &[("token", refresh), ("token_type_hint", "access_token")]).await.status(), 200);
+    assert_eq!(introspect(&t, &rs1, access).await, json!({"active": false}));
+    let (status, body) = token(&t, &rs1, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")));
+    t.stop().await;
+    db.drop_now().await;
+}
+
 both_stores!(
+    revocation_by_the_owning_client_only,
     expired_artifacts_are_swept,
     the_whole_protection_flow,
     a_code_used_twice_is_refused_and_revokes_its_tokens,
