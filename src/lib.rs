@@ -6,9 +6,11 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod oauth;
+pub mod policy;
 pub mod state;
 pub mod store;
 pub mod uma;
+pub mod verifiers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +33,10 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("{0}")]
     Clients(String),
+    #[error("cannot load the policies:\n{0}")]
+    Policy(String),
+    #[error("cannot load the claim verifiers: {0}")]
+    Verifiers(String),
 }
 
 /// Connects to the configured store and, unless `migrate_on_start` is off, brings its schema up to date.
@@ -54,11 +60,16 @@ pub struct Server {
 
 impl Server {
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, StartError> {
+        // Policies first: broken policies stop the start before the database is touched.
+        let policies = load_policies(&settings)?;
+        let verifiers = load_verifiers(&settings)?;
         let store = open_store(&settings, settings.migrate_on_start).await?;
         keys::ensure_active_keys(&store, clock.now()).await?;
         let keys = Keys::load(&store, &settings, clock.now()).await?;
         oauth::registration::sync_static_clients(&store, &settings, clock.now()).await.map_err(StartError::Clients)?;
-        let metadata = Metadata::new(&settings);
+        let verifiers = verifiers.with_store(store.clone());
+        let mut metadata = Metadata::new(&settings);
+        metadata.claim_token_formats_supported = verifiers.formats();
         let settings_allow_private = settings.danger_allow_private_fetch;
         let state = AppState {
             settings: Arc::new(settings),
@@ -67,6 +78,8 @@ impl Server {
             clock,
             metadata: Arc::new(metadata),
             jwks_fetcher: Arc::new(oauth::jwks_fetch::JwksFetcher::new(settings_allow_private)),
+            policies: Arc::new(policies),
+            verifiers: Arc::new(verifiers),
         };
         Ok(Server { state })
     }
@@ -89,6 +102,7 @@ impl Server {
         let state = self.state.clone();
         let refresher = tokio::spawn(refresh_keys(state.clone()));
         let sweeper = tokio::spawn(sweep_expired(state.clone()));
+        let policy_reloader = tokio::spawn(reload_policies(state.clone()));
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
 
@@ -112,6 +126,7 @@ impl Server {
         };
         refresher.abort();
         sweeper.abort();
+        policy_reloader.abort();
         state.store.close().await;
         tracing::info!("stopped");
         result
@@ -129,6 +144,58 @@ async fn refresh_keys(state: AppState) {
     }
 }
 
+/// Loads `verifiers_dir`, refusing to start on a malformed verifier file (the file and the problem
+/// are named). Partner keys are fetched on first use, so an unreachable IdP does not stop the start.
+fn load_verifiers(settings: &Settings) -> Result<verifiers::VerifierRegistry, StartError> {
+    let env = verifiers::VerifierEnv::from_settings(settings);
+    let registry = verifiers::VerifierRegistry::load(&settings.verifiers_dir, &env)
+        .map_err(|e| StartError::Verifiers(e.to_string()))?;
+    for (id, format, issuer) in registry.summary() {
+        tracing::info!(verifier = %id, claim_token_format = format, issuer = %issuer, "claim verifier loaded");
+    }
+    if registry.is_empty() {
+        tracing::info!(verifiers_dir = %settings.verifiers_dir.display(), "no claim verifiers: pushed claim tokens are refused");
+    }
+    Ok(registry)
+}
+
+/// Loads the policies, refusing to start on any error. A missing policies folder is an empty set
+/// that denies every request, which is allowed (a fresh install) but loud.
+fn load_policies(settings: &Settings) -> Result<policy::PolicyEngine, StartError> {
+    let engine = policy::PolicyEngine::load(&settings.policies_dir, &settings.policy_schema)
+        .map_err(|e| StartError::Policy(e.to_string()))?;
+    for w in engine.warnings() {
+        tracing::warn!("{w}");
+    }
+    let (files, policies) = engine.summary();
+    if engine.is_empty() {
+        tracing::warn!(
+            policies_dir = %settings.policies_dir.display(),
+            "no Cedar policies loaded: every authorization request will be denied"
+        );
+    } else {
+        tracing::info!(files, policies, policies_dir = %settings.policies_dir.display(), "policies loaded");
+    }
+    Ok(engine)
+}
+
+/// Polls the policies folder every `policy_reload_secs` (0: never) and swaps in a changed set once
+/// it validates; a broken change is logged and the previous set keeps deciding.
+async fn reload_policies(state: AppState) {
+    let secs = state.settings.policy_reload_secs;
+    if secs == 0 {
+        return;
+    }
+    let every = Duration::from_secs(secs);
+    loop {
+        tokio::time::sleep(every).await;
+        let engine = state.policies.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || engine.poll()).await {
+            tracing::error!(error = %e, "policy reload task failed; the previous set keeps deciding");
+        }
+    }
+}
+
 /// Deletes expired artifacts every few minutes so that tables of short-lived, unauthenticated-to-create
 /// rows (pending authorization requests, tickets) cannot grow without bound. Every node runs it; the
 /// deletes are idempotent.
@@ -136,6 +203,9 @@ async fn sweep_expired(state: AppState) {
     let every = Duration::from_secs(300);
     loop {
         tokio::time::sleep(every).await;
+        if let Err(e) = state.store.sweep_claim_token_uses(state.clock.now()).await {
+            tracing::warn!(error = %e, "cannot delete expired claim-token uses");
+        }
         match state.store.sweep_expired(state.clock.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "expired artifacts deleted"),

@@ -50,6 +50,33 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Check and test the Cedar policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Check the claim verifier files (`verifiers_dir`).
+    Verifiers {
+        #[command(subcommand)]
+        command: VerifiersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VerifiersCommand {
+    /// Parse and validate every verifier file; exit 1 naming the file and the problem.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse and validate every policy against the schema; exit 1 with located errors.
+    Check,
+    /// Run policy test cases (TOML or JSON files, or folders of them); exit 1 on any mismatch.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +262,21 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             };
             store.insert_initial_access_token(token.digest().as_str(), now, expires_at).await?;
             println!("{}", token.expose());
+        }
+        Command::Policy { command } => {
+            use tessera::policy::cli;
+            match command {
+                PolicyCommand::Check => println!("{}", cli::check(&settings.policies_dir, &settings.policy_schema)?),
+                PolicyCommand::Test { files } => {
+                    let report = cli::test(&settings.policies_dir, &settings.policy_schema, &files)?;
+                    println!("{}", report.text);
+                    report.outcome()?;
+                }
+            }
+        }
+        Command::Verifiers { command: VerifiersCommand::Check } => {
+            let env = tessera::verifiers::VerifierEnv::from_settings(&settings);
+            print!("{}", tessera::verifiers::check_command(&settings.verifiers_dir, &env)?);
         }
         Command::Config { command: ConfigCommand::Check } => {
             println!("configuration is valid");

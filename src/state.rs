@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::http::discovery::Metadata;
 use crate::keys::Keys;
 use crate::oauth::jwks_fetch::JwksFetcher;
+use crate::policy::PolicyEngine;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -19,4 +20,8 @@ pub struct AppState {
     pub metadata: Arc<Metadata>,
     /// Clients' `jwks_uri` documents, cached per node.
     pub jwks_fetcher: Arc<JwksFetcher>,
+    /// The Cedar policies, hot-reloaded from `policies_dir`.
+    pub policies: Arc<PolicyEngine>,
+    /// The claim verifiers, by `claim_token_format` (`verifiers_dir`).
+    pub verifiers: Arc<crate::verifiers::VerifierRegistry>,
 }

@@ -52,6 +52,10 @@ pub struct Metadata {
     pub grant_types_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub uma_profiles_supported: Vec<String>,
+    /// The `claim_token_format` values a configured verifier accepts (docs/verifiers.md). Not a
+    /// registered metadata name: Tessera's own, omitted when no verifier is configured (RFC 8414 §3.2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claim_token_formats_supported: Vec<String>,
 }
 
 impl Metadata {
@@ -88,6 +92,8 @@ impl Metadata {
             .map(|g| g.as_str())
             .collect(),
             uma_profiles_supported: Vec::new(),
+            // Filled in by `Server::build` from the verifier registry.
+            claim_token_formats_supported: Vec::new(),
         }
     }
 }

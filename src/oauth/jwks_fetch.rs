@@ -106,7 +106,23 @@ impl JwksFetcher {
         }
     }
 
+    /// Fetches a JSON document (e.g. an OpenID Provider's discovery document) under the same rules as
+    /// a JWK Set: scheme and address checks, timeout, size cap, no redirects; not cached.
+    pub async fn fetch_json(&self, raw: &str) -> Result<serde_json::Value, FetchError> {
+        let body = self.fetch_body(raw).await?;
+        serde_json::from_slice(&body)
+            .map_err(|_| FetchError::Http { url: raw.to_owned(), reason: "the body is not JSON".into() })
+    }
+
     async fn fetch_uncached(&self, raw: &str) -> Result<JwkSet, FetchError> {
+        let body = self.fetch_body(raw).await?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| FetchError::NotJwks(raw.to_owned()))?;
+        crate::oauth::client::check_jwks(&value).map_err(|_| FetchError::NotJwks(raw.to_owned()))?;
+        serde_json::from_value(value).map_err(|_| FetchError::NotJwks(raw.to_owned()))
+    }
+
+    async fn fetch_body(&self, raw: &str) -> Result<Vec<u8>, FetchError> {
         let url = Url::parse(raw).map_err(|_| FetchError::Scheme(raw.to_owned()))?;
         let https = url.scheme() == "https";
         if !(https || (self.allow_private && url.scheme() == "http")) {
@@ -145,10 +161,7 @@ impl JwksFetcher {
                 return Err(http_err(format!("body larger than {MAX_BYTES} bytes")));
             }
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|_| FetchError::NotJwks(raw.to_owned()))?;
-        crate::oauth::client::check_jwks(&value).map_err(|_| FetchError::NotJwks(raw.to_owned()))?;
-        serde_json::from_value(value).map_err(|_| FetchError::NotJwks(raw.to_owned()))
+        Ok(body)
     }
 }
 

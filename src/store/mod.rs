@@ -7,6 +7,8 @@
 
 mod protection;
 mod records;
+mod replay;
+mod shares;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +23,7 @@ pub use records::{
     AccessTokenRecord, AccountRecord, AuthorizationCodeRecord, AuthorizationRequestRecord, ClientRecord,
     RefreshTokenRecord, ResourceRecord, SigningKeyRecord, TicketRecord,
 };
+pub use shares::ShareRecord;
 
 /// The columns of `ClientRecord`, in one place for every query that reads a client.
 macro_rules! client_columns {

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod browser;
 mod client_auth;
 mod clients_cli;
 mod discovery;
@@ -13,6 +14,8 @@ mod errors;
 mod health;
 mod keys;
 mod lifecycle;
+mod policy_cli;
 mod protection;
 mod registration;
 mod startup;
+mod verifiers;

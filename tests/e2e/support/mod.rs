@@ -143,8 +143,10 @@ impl TestAs {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let issuer = format!("http://{addr}{}", opts.issuer_path);
+        let manifest = env!("CARGO_MANIFEST_DIR");
         let toml = format!(
-            "issuer = \"{issuer}\"\nlisten = \"{addr}\"\ndatabase_url = \"{}\"\ndatabase_max_connections = 4\n{}\n",
+            "issuer = \"{issuer}\"\nlisten = \"{addr}\"\ndatabase_url = \"{}\"\ndatabase_max_connections = 4\n\
+             policies_dir = \"{manifest}/policies\"\npolicy_schema = \"{manifest}/schemas/tessera.cedarschema\"\n{}\n",
             db.url, opts.extra_toml
         );
         let name = format!("tessera-{}.toml", uuid::Uuid::new_v4().simple());
