@@ -54,6 +54,8 @@ pub fn router(state: AppState) -> Router {
                 .fallback(|| protection::unsupported_method("GET, PUT, DELETE")),
         )
         .route(protection::PERMISSION_PATH, post(protection::request_permission))
+        .route(protection::SHARES_PATH, get(protection::list_shares).post(protection::create_share))
+        .route(&format!("{}/{{id}}", protection::SHARES_PATH), axum::routing::delete(protection::revoke_share))
         .route(protection::INTROSPECTION_PATH, post(protection::introspect))
         .route(revocation::REVOCATION_PATH, post(revocation::revoke));
 

@@ -11,10 +11,11 @@ use crate::http::extract::{BearerToken, JsonBytes, OAuthForm, PatBearer, authent
 use crate::oauth::introspection;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::uma::{permission, resources};
+use crate::uma::{permission, resources, shares};
 
 pub const RESOURCES_PATH: &str = "/uma/resources";
 pub const PERMISSION_PATH: &str = "/uma/permission";
+pub const SHARES_PATH: &str = "/uma/shares";
 pub const INTROSPECTION_PATH: &str = "/introspect";
 
 fn no_store(mut res: Response) -> Response {
@@ -77,7 +78,30 @@ pub async fn delete_resource(
     PatBearer(pat): PatBearer,
     Path(id): Path<String>,
 ) -> Result<Response, OAuthError> {
-    resources::delete(&state.store, &pat, &id).await?;
+    resources::delete(&state.store, &pat, &id, state.clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn create_share(
+    State(state): State<AppState>,
+    PatBearer(pat): PatBearer,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, OAuthError> {
+    let new = shares::parse(&body)?;
+    let share = shares::create(&state.store, &state.policies, &pat, new, state.clock.now()).await?;
+    Ok(no_store((StatusCode::CREATED, Json(share)).into_response()))
+}
+
+pub async fn list_shares(State(state): State<AppState>, PatBearer(pat): PatBearer) -> Result<Response, OAuthError> {
+    Ok(no_store(Json(shares::list(&state.store, &pat).await?).into_response()))
+}
+
+pub async fn revoke_share(
+    State(state): State<AppState>,
+    PatBearer(pat): PatBearer,
+    Path(id): Path<String>,
+) -> Result<Response, OAuthError> {
+    shares::revoke(&state.store, &pat, &id, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -86,4 +86,14 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Revokes every active share of a resource (the resource was deleted). Returns how many.
+    pub async fn revoke_shares_of_resource(&self, resource_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE share SET revoked_at = $1 WHERE resource_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(resource_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }

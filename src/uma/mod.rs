@@ -2,3 +2,4 @@
 
 pub mod permission;
 pub mod resources;
+pub mod shares;

@@ -122,10 +122,12 @@ pub async fn update(
     Ok(())
 }
 
-pub async fn delete(store: &Store, pat: &Pat, id: &str) -> Result<(), OAuthError> {
+pub async fn delete(store: &Store, pat: &Pat, id: &str, now: UnixTime) -> Result<(), OAuthError> {
     if !store.delete_resource(id, &pat.owner, &pat.client_id).await? {
         return Err(OAuthError::not_found());
     }
+    // A share of a deleted resource could never apply again; revoking it keeps the owner's list true.
+    store.revoke_shares_of_resource(id, now).await?;
     tracing::info!(resource_id = %id, owner = %pat.owner, "resource deleted");
     Ok(())
 }

@@ -786,7 +786,109 @@ async fn revocation_by_the_owning_client_only(store: StoreKind) {
     db.drop_now().await;
 }
 
+/// The owner's shares, managed through the PAT: only for the owner's resources at this resource
+/// server, validated against the policy schema, revocable, and revoked with their resource.
+async fn owner_shares_through_the_protection_api(store: StoreKind) {
+    let db = TestDb::new(store).await;
+    let clock = FixedClock::new(SystemClock.now());
+    let t = TestAs::start_with(&db, options(&clock)).await;
+    add_owner(&t, "alice").await;
+    add_owner(&t, "bob").await;
+    let rs1 = register_rs(&t, "RS1").await;
+    let rs2 = register_rs(&t, "RS2").await;
+    let alice = obtain_pat(&t, &rs1, "alice").await.access;
+    let bob = obtain_pat(&t, &rs1, "bob").await.access;
+    let alice_rs2 = obtain_pat(&t, &rs2, "alice").await.access;
+    let mut ids = Vec::new();
+    for name in ["lab results", "imaging"] {
+        let res = api(
+            &t,
+            reqwest::Method::POST,
+            "/uma/resources",
+            Some(&alice),
+            Some(json!({"name": name, "resource_scopes": ["read", "write"]})),
+        )
+        .await;
+        ids.push(res.json::<Value>().await.unwrap()["_id"].as_str().unwrap().to_owned());
+    }
+    let matcher = json!({"iss": "http://127.0.0.1:4000", "email": "bob@hospital.example"});
+    let share_body =
+        |rid: &str| json!({"resource_id": rid, "scopes": ["read"], "matcher": matcher, "expires_at": t.now() + 3600});
+
+    let res = api(&t, reqwest::Method::POST, "/uma/shares", Some(&alice), Some(share_body(&ids[0]))).await;
+    assert_eq!(res.status(), 201);
+    let share: Value = res.json().await.unwrap();
+    let share_id = share["id"].as_str().unwrap().to_owned();
+    assert_eq!(share["owner"], "alice");
+    assert_eq!(share["scopes"], json!(["read"]));
+    assert_eq!(share["matcher"], matcher);
+    let res = api(&t, reqwest::Method::POST, "/uma/shares", Some(&alice), Some(share_body(&ids[1]))).await;
+    assert_eq!(res.status(), 201);
+    let listed: Value = api(&t, reqwest::Method::GET, "/uma/shares", Some(&alice), None).await.json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // Refused: undeclared scope, no issuer in the matcher, unknown member, someone else's resource.
+    for bad in [
+        json!({"resource_id": ids[0], "scopes": ["print"], "matcher": matcher}),
+        json!({"resource_id": ids[0], "scopes": ["read"], "matcher": {"email": "bob@hospital.example"}}),
+        json!({"resource_id": ids[0], "scopes": ["read"], "matcher": matcher, "owner": "mallory"}),
+        json!({"resource_id": ids[0], "scopes": ["read"], "matcher": matcher, "expires_at": t.now() - 1}),
+    ] {
+        error_of(api(&t, reqwest::Method::POST, "/uma/shares", Some(&alice), Some(bad)).await, 400, "invalid_request")
+            .await;
+    }
+    for other in [&bob, &alice_rs2] {
+        error_of(
+            api(&t, reqwest::Method::POST, "/uma/shares", Some(other), Some(share_body(&ids[0]))).await,
+            400,
+            "invalid_resource_id",
+        )
+        .await;
+        let listed: Value = api(&t, reqwest::Method::GET, "/uma/shares", Some(other), None).await.json().await.unwrap();
+        assert_eq!(listed, json!([]));
+        error_of(
+            api(&t, reqwest::Method::DELETE, &format!("/uma/shares/{share_id}"), Some(other), None).await,
+            404,
+            "not_found",
+        )
+        .await;
+    }
+    error_of(api(&t, reqwest::Method::GET, "/uma/shares", None, None).await, 401, "invalid_token").await;
+
+    // Revoke: once.
+    let res = api(&t, reqwest::Method::DELETE, &format!("/uma/shares/{share_id}"), Some(&alice), None).await;
+    assert_eq!(res.status(), 204);
+    error_of(
+        api(&t, reqwest::Method::DELETE, &format!("/uma/shares/{share_id}"), Some(&alice), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+    // Deleting a resource revokes its shares.
+    let res = api(&t, reqwest::Method::DELETE, &format!("/uma/resources/{}", ids[1]), Some(&alice), None).await;
+    assert_eq!(res.status(), 204);
+    let all = sqlx_shares(&db).await;
+    assert_eq!(all, 2);
+    assert_eq!(revoked_shares(&db).await, 2, "both shares are revoked: one by hand, one with its resource");
+    t.stop().await;
+    db.drop_now().await;
+}
+
+async fn sqlx_shares(db: &TestDb) -> i64 {
+    rows(db, "share").await
+}
+
+async fn revoked_shares(db: &TestDb) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM share WHERE revoked_at IS NOT NULL").fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
 both_stores!(
+    owner_shares_through_the_protection_api,
     revocation_by_the_owning_client_only,
     expired_artifacts_are_swept,
     the_whole_protection_flow,
