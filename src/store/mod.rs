@@ -405,20 +405,7 @@ impl Store {
     // ---- access tokens ----
 
     pub async fn insert_access_token(&self, t: &AccessTokenRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO access_token (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-        )
-        .bind(&t.digest)
-        .bind(&t.client_id)
-        .bind(&t.scope)
-        .bind(t.issued_at)
-        .bind(t.expires_at)
-        .bind(&t.owner)
-        .bind(&t.family)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.insert_tokens(t, None).await
     }
 }
 
