@@ -213,7 +213,7 @@ async fn verify_assertion(ctx: &AuthContext<'_>, client: &Client, assertion: &st
     let data =
         jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v).map_err(|e| format!("assertion rejected: {e}"))?;
     let c = data.claims;
-    if c.exp + LEEWAY <= ctx.now {
+    if c.exp.saturating_add(LEEWAY) <= ctx.now {
         return Err("assertion expired".into());
     }
     if c.exp > ctx.now + MAX_ASSERTION_LIFETIME + LEEWAY {
@@ -225,7 +225,7 @@ async fn verify_assertion(ctx: &AuthContext<'_>, client: &Client, assertion: &st
     let jti = c.jti.filter(|j| !j.is_empty() && j.len() <= 255).ok_or("missing or oversized jti")?;
     let fresh = ctx
         .store
-        .record_assertion_jti(&client.client_id, &jti, c.exp + LEEWAY, ctx.now)
+        .record_assertion_jti(&client.client_id, &jti, c.exp.saturating_add(LEEWAY), ctx.now)
         .await
         .map_err(|e| format!("cannot record jti: {e}"))?;
     if !fresh {

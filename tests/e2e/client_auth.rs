@@ -293,6 +293,9 @@ async fn forged_and_stale_assertions_are_refused(store: StoreKind) {
         ("expired", a_key.sign(&with("exp", json!(now - 300))), vec![]),
         ("exp too far ahead", a_key.sign(&with("exp", json!(now + 3600))), vec![]),
         ("exp just beyond 600 s", a_key.sign(&with("exp", json!(now + 700))), vec![]),
+        // The largest `exp` there is must not overflow the skew arithmetic.
+        ("exp at i64::MAX", a_key.sign(&with("exp", json!(i64::MAX))), vec![]),
+        ("exp at i64::MIN", a_key.sign(&with("exp", json!(i64::MIN))), vec![]),
         ("no exp", a_key.sign(&without("exp")), vec![]),
         ("no jti", a_key.sign(&without("jti")), vec![]),
         ("wrong aud", a_key.sign(&with("aud", json!("https://elsewhere.example/token"))), vec![]),
