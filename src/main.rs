@@ -256,7 +256,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             let token = tessera::oauth::tokens::OpaqueToken::generate().map_err(|_| "the random generator failed")?;
             let now = clock.now();
             let expires_at = match expires_in {
-                Some(s) if s > 0 => now + s,
+                Some(s) if s > 0 => now.checked_add(s).ok_or("--expires-in is too large")?,
                 Some(_) => return Err("--expires-in must be positive".into()),
                 None => 0,
             };
