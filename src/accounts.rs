@@ -11,6 +11,12 @@ use crate::oauth::OAuthError;
 use crate::oauth::tokens::OpaqueToken;
 use crate::store::{AccountRecord, Store};
 
+/// At most this many argon2 computations at once, per node.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Failed sign-ins allowed on one pending authorization request before it is dropped.
+pub const MAX_SIGN_IN_FAILURES: i64 = 5;
+
 /// How long a browser stays signed in.
 pub const SESSION_LIFETIME: i64 = 8 * 3600;
 
@@ -91,6 +97,9 @@ pub async fn check_password(store: &Store, account_id: &str, password: &str) -> 
     let known = stored.is_some();
     let stored = stored.or_else(decoy_hash);
     let password = password.to_owned();
+    // Each check costs ~19 MiB and a core for tens of milliseconds: bound how many run at once, so a
+    // flood of sign-ins queues instead of exhausting memory.
+    let _permit = HASHING.acquire().await.map_err(|_| OAuthError::server_error("password check failed"))?;
     let ok = tokio::task::spawn_blocking(move || stored.is_some_and(|s| verify(&s, &password)))
         .await
         .map_err(|_| OAuthError::server_error("password check failed"))?;

@@ -125,8 +125,7 @@ pub async fn authorize(State(state): State<AppState>, headers: HeaderMap, RawQue
         Err(r) => return refusal(r),
     };
     let signed_in = accounts::session_account(&state.store, cookie(&headers, SESSION_COOKIE), now).await;
-    let binding = cookie(&headers, BINDING_COOKIE).map(OpaqueToken::presented);
-    let pending = match (signed_in, authorize::hold(&state.store, &req, binding, now).await) {
+    let pending = match (signed_in, authorize::hold(&state.store, &req, now).await) {
         (Ok(account), Ok(p)) => (account, p),
         (Err(e), _) | (_, Err(e)) => return OAuthError::unavailable(e).into_response(),
     };
@@ -192,6 +191,16 @@ pub async fn decision(State(state): State<AppState>, headers: HeaderMap, body: B
                 }
                 Ok(None) => {
                     tracing::info!("sign-in refused");
+                    match state.store.record_sign_in_failure(h.as_str(), accounts::MAX_SIGN_IN_FAILURES).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            return error_page(
+                                StatusCode::UNAUTHORIZED,
+                                "too many failed sign-ins for this request; start again from the application",
+                            );
+                        }
+                        Err(e) => return OAuthError::unavailable(e).into_response(),
+                    }
                     let name = client_name(&state, &pending.client_id).await;
                     let action = state.settings.endpoint_path(DECISION_PATH);
                     let mut res = consent_page(Form {

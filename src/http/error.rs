@@ -48,11 +48,11 @@ impl IntoResponse for OAuthError {
         let status = self.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or_else(|| status_of(self.code));
         match (status.is_server_error(), &self.detail) {
             (true, Some(d)) => {
-                tracing::error!(error = self.code.as_str(), detail = %d, "request failed")
+                tracing::error!(error = self.code.as_str(), detail = ?d, "request failed")
             }
             (true, None) => tracing::error!(error = self.code.as_str(), "request failed"),
             (false, Some(d)) => {
-                tracing::info!(error = self.code.as_str(), detail = %d, "request refused")
+                tracing::info!(error = self.code.as_str(), detail = ?d, "request refused")
             }
             (false, None) => tracing::info!(error = self.code.as_str(), "request refused"),
         }

@@ -140,6 +140,10 @@ pub async fn introspect(
         Some(pat) => introspection::caller_by_pat(&state.store, &pat, now).await?,
         None => {
             let client = authenticate_client(&state, &headers, &mut form, INTROSPECTION_PATH, now).await?;
+            // Introspection is for resource servers (FedAuthz §5); a public client proves nothing.
+            if client.metadata.token_endpoint_auth_method == crate::oauth::client::AuthMethod::None {
+                return Err(OAuthError::invalid_client("public client at the introspection endpoint"));
+            }
             introspection::Caller { client_id: client.client_id }
         }
     };

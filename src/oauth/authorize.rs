@@ -128,17 +128,11 @@ fn random() -> Result<OpaqueToken, OAuthError> {
     OpaqueToken::generate().map_err(|_| OAuthError::server_error("the random generator failed"))
 }
 
-pub async fn hold(
-    store: &Store,
-    req: &ValidRequest,
-    browser_binding: Option<OpaqueToken>,
-    now: UnixTime,
-) -> Result<Pending, OAuthError> {
+/// The binding is always fresh: a value the browser offered could have been planted by a sibling
+/// site (cookie tossing) to bind the request to the attacker's own session.
+pub async fn hold(store: &Store, req: &ValidRequest, now: UnixTime) -> Result<Pending, OAuthError> {
     let handle = random()?;
-    let browser_binding = match browser_binding {
-        Some(b) if !b.expose().is_empty() => b,
-        _ => random()?,
-    };
+    let browser_binding = random()?;
     store
         .insert_authorization_request(&AuthorizationRequestRecord {
             digest: handle.digest().as_str().to_owned(),

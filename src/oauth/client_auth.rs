@@ -60,7 +60,10 @@ pub fn decode_basic(value: &str) -> Option<(String, String)> {
     let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let unescape = |s: &str| -> Option<String> {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned())
+        // A literal `&` would end the pair in form parsing: keep it literal.
+        url::form_urlencoded::parse(format!("v={}", s.replace('&', "%26")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
     };
     let (id, secret) = (unescape(id)?, unescape(secret)?);
     if id.is_empty() { None } else { Some((id, secret)) }
@@ -247,6 +250,10 @@ mod tests {
         assert_eq!(decode_basic(&format!("Basic {}", STANDARD.encode("no-colon"))), None);
         assert_eq!(decode_basic(&format!("Bearer {}", STANDARD.encode("a:b"))), None);
         assert_eq!(decode_basic(&format!("Basic {}", STANDARD.encode(":b"))), None);
+        assert_eq!(
+            decode_basic(&format!("Basic {}", STANDARD.encode("victim&x:pw&d"))),
+            Some(("victim&x".into(), "pw&d".into()))
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BYTES: usize = 64 * 1024;
 const TTL: Duration = Duration::from_secs(300);
 const REFETCH_FLOOR: Duration = Duration::from_secs(30);
+/// At most this many JWK Sets are cached per node.
+const MAX_CACHED: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -62,7 +64,14 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (s[0] & 0xFE00) == 0xFC00 // unique local
                 || (s[0] & 0xFFC0) == 0xFE80 // link local
-                || (s[0] == 0x2001 && s[1] == 0x0DB8)) // documentation
+                || (s[0] == 0x2001 && s[1] == 0x0DB8) // documentation
+                // Ranges that carry an IPv4 address inside (NAT64, 6to4, Teredo, IPv4-compatible) and
+                // the deprecated site-local range: they can reach private IPv4 space.
+                || (s[0] == 0x0064 && s[1] == 0xFF9B)
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0x0000)
+                || (s[0] & 0xFFC0) == 0xFEC0
+                || s.iter().take(6).all(|x| *x == 0))
         }
     }
 }
@@ -86,8 +95,23 @@ impl JwksFetcher {
     pub async fn fetch(&self, url: &str) -> Result<JwkSet, FetchError> {
         let jwks = self.fetch_uncached(url).await?;
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: registrations can name any number of URLs. Stale entries go first, then the oldest.
+        if cache.len() >= MAX_CACHED && !cache.contains_key(url) {
+            cache.retain(|_, c| c.fetched_at.elapsed() < TTL);
+            if cache.len() >= MAX_CACHED
+                && let Some(oldest) = cache.iter().min_by_key(|(_, c)| c.fetched_at).map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
         cache.insert(url.to_owned(), Cached { jwks: jwks.clone(), fetched_at: Instant::now() });
         Ok(jwks)
+    }
+
+    /// Fetches `url` to check that it serves a JWK Set, without caching it (a registration check
+    /// must not let anyone fill the cache).
+    pub async fn check(&self, url: &str) -> Result<(), FetchError> {
+        self.fetch_uncached(url).await.map(|_| ())
     }
 
     /// The JWK Set of `url`, from the cache when fresh and holding `kid`; refetched when stale, or
@@ -146,6 +170,8 @@ impl JwksFetcher {
         let http_err = |reason: String| FetchError::Http { url: raw.to_owned(), reason };
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve the host itself and defeat the pinning.
+            .no_proxy()
             .timeout(TIMEOUT)
             .resolve_to_addrs(&lookup_host, &addrs)
             .build()
@@ -186,6 +212,11 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378::1",
+            "::a9fe:a9fe",
+            "fec0::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

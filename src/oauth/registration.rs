@@ -50,7 +50,7 @@ fn metadata_json(metadata: &ClientMetadata) -> Result<String, OAuthError> {
 /// A `jwks_uri` must really serve a JWK Set when the client registers it (HEART-OAuth2 §2.2.4).
 async fn check_jwks_uri(fetcher: &JwksFetcher, metadata: &ClientMetadata) -> Result<(), OAuthError> {
     if let Some(uri) = &metadata.jwks_uri {
-        fetcher.fetch(uri).await.map_err(|e| {
+        fetcher.check(uri).await.map_err(|e| {
             OAuthError::invalid_client_metadata("`jwks_uri` did not return a usable JWK Set").detail(e.to_string())
         })?;
     }

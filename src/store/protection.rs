@@ -68,6 +68,16 @@ impl Store {
     pub async fn delete_account(&self, account_id: &str, now: UnixTime) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM account WHERE account_id = $1").bind(account_id).execute(&mut *tx).await?;
+        // Nothing of a removed owner may outlive it: pending codes, resources (a future account with
+        // the same id must not inherit them), their shares and tickets.
+        for sql in [
+            "DELETE FROM authorization_code WHERE account_id = $1",
+            "DELETE FROM share WHERE owner = $1",
+            "DELETE FROM ticket WHERE owner = $1",
+            "DELETE FROM resource WHERE owner = $1",
+        ] {
+            sqlx::query(sql).bind(account_id).execute(&mut *tx).await?;
+        }
         sqlx::query("UPDATE access_token SET revoked_at = $1 WHERE owner = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(account_id)
@@ -174,6 +184,27 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Counts a failed sign-in on a pending request and returns the failures so far; the request is
+    /// deleted once `limit` is reached (then `None`).
+    pub async fn record_sign_in_failure(&self, digest: &str, limit: i64) -> Result<Option<i64>, StoreError> {
+        let failures: Option<i64> = sqlx::query_scalar(
+            "UPDATE authorization_request SET failures = failures + 1 WHERE digest = $1 RETURNING failures",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        match failures {
+            Some(n) if n < limit => Ok(Some(n)),
+            _ => {
+                sqlx::query("DELETE FROM authorization_request WHERE digest = $1")
+                    .bind(digest)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     pub async fn insert_authorization_code(&self, c: &AuthorizationCodeRecord) -> Result<(), StoreError> {

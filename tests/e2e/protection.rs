@@ -887,7 +887,107 @@ async fn revoked_shares(db: &TestDb) -> i64 {
     n
 }
 
+/// Hardening from the security review: a pending request survives only a few wrong passwords; a
+/// removed owner leaves nothing usable behind; a public client cannot introspect.
+async fn sign_in_guessing_removed_owners_and_public_introspection(store: StoreKind) {
+    let db = TestDb::new(store).await;
+    let clock = FixedClock::new(SystemClock.now());
+    let t = TestAs::start_with(&db, options(&clock)).await;
+    add_owner(&t, "alice").await;
+    let rs = register_rs(&t, "RS").await;
+
+    // Five wrong passwords end the request.
+    let (_, challenge) = pkce();
+    let q: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", &rs.client_id),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    let res = t.http.get(t.url("/authorize")).query(&q).send().await.unwrap();
+    let binding = set_cookie(&res, "tessera_authz").unwrap();
+    let handle = hidden_request(&res.text().await.unwrap());
+    let attempt = |password: &'static str| {
+        t.http
+            .post(t.url("/authorize/decision"))
+            .header("cookie", &binding)
+            .form(&[
+                ("request", handle.as_str()),
+                ("username", "alice"),
+                ("password", password),
+                ("decision", "approve"),
+            ])
+            .send()
+    };
+    for _ in 0..4 {
+        let res = attempt("wrong").await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert!(res.text().await.unwrap().contains("Wrong username or password"));
+    }
+    let res = attempt("wrong").await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.text().await.unwrap().contains("too many failed sign-ins"));
+    // Even the right password cannot use that request any more.
+    let res = attempt(PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 400);
+
+    // A removed owner: its unredeemed code, its resources and its PAT stop working.
+    let pat = obtain_pat(&t, &rs, "alice").await;
+    let res =
+        api(&t, reqwest::Method::POST, "/uma/resources", Some(&pat.access), Some(json!({"resource_scopes": ["read"]})))
+            .await;
+    assert_eq!(res.status(), 201);
+    let (verifier, challenge) = pkce();
+    let qp = sign_in_and_approve(&t, &rs, "alice", &challenge).await;
+    let code = param(&qp, "code").unwrap().to_owned();
+    assert!(t.server.store.delete_account("alice", t.now()).await.unwrap());
+    let (status, body) = token(
+        &t,
+        &rs,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")));
+    error_of(api(&t, reqwest::Method::GET, "/uma/resources", Some(&pat.access), None).await, 401, "invalid_token")
+        .await;
+    assert_eq!(rows(&db, "resource").await, 0);
+    add_owner(&t, "alice").await;
+    let fresh = obtain_pat(&t, &rs, "alice").await;
+    let listed: Value =
+        api(&t, reqwest::Method::GET, "/uma/resources", Some(&fresh.access), None).await.json().await.unwrap();
+    assert_eq!(listed, json!([]), "a new account with the same id inherits nothing");
+
+    // A public client cannot introspect.
+    let public: Value = t
+        .http
+        .post(t.url("/register"))
+        .json(&json!({"token_endpoint_auth_method": "none", "redirect_uris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = t
+        .http
+        .post(t.url("/introspect"))
+        .form(&[("token", fresh.access.as_str()), ("client_id", public["client_id"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    error_of(res, 401, "invalid_client").await;
+    t.stop().await;
+    db.drop_now().await;
+}
+
 both_stores!(
+    sign_in_guessing_removed_owners_and_public_introspection,
     owner_shares_through_the_protection_api,
     revocation_by_the_owning_client_only,
     expired_artifacts_are_swept,
