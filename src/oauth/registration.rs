@@ -126,12 +126,19 @@ pub fn client_information(
 /// RFC 7592: the client managed by this registration access token. Every failure looks the same, so
 /// the answer does not reveal whether the client exists.
 pub async fn managed_client(store: &Store, client_id: &str, token: Option<&OpaqueToken>) -> Result<Client, OAuthError> {
+    client_from_record(&managed_record(store, client_id, token).await?)
+}
+
+async fn managed_record(
+    store: &Store,
+    client_id: &str,
+    token: Option<&OpaqueToken>,
+) -> Result<ClientRecord, OAuthError> {
     let token = token.ok_or_else(|| OAuthError::invalid_token("no registration access token"))?;
-    let rec = store
+    store
         .find_client_for_management(client_id, token.digest().as_str())
         .await?
-        .ok_or_else(|| OAuthError::invalid_token("registration access token does not match the client"))?;
-    client_from_record(&rec)
+        .ok_or_else(|| OAuthError::invalid_token("registration access token does not match the client"))
 }
 
 /// RFC 7592 §2.2: replaces the client's metadata.
@@ -143,7 +150,8 @@ pub async fn update(
     body: &[u8],
     now: UnixTime,
 ) -> Result<Client, OAuthError> {
-    let current = managed_client(store, client_id, token).await?;
+    let record = managed_record(store, client_id, token).await?;
+    let current = client_from_record(&record)?;
     let req = RequestedMetadata::from_json(body)?;
     if req.client_id.as_ref().and_then(Value::as_str) != Some(client_id) {
         return Err(OAuthError::invalid_request("`client_id` must be present and equal the client's"));
@@ -159,8 +167,7 @@ pub async fn update(
     }
     if let Some(secret) = &req.client_secret {
         // RFC 7592 §2.2: a client_secret sent back must be the current one.
-        let rec = store.find_client(client_id).await?;
-        let matches = rec.and_then(|r| r.secret_digest).is_some_and(|d| digests_equal(&d, &TokenDigest::of(secret)));
+        let matches = record.secret_digest.as_deref().is_some_and(|d| digests_equal(d, &TokenDigest::of(secret)));
         if !matches {
             return Err(OAuthError::invalid_client_metadata("`client_secret` does not match"));
         }

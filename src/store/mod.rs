@@ -65,8 +65,14 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+/// The outcome of an INSERT whose key decides: `false` when the key was taken. Unique violations are
+/// recognised by kind, not by constraint name (SQLite has none).
+fn inserted(result: Result<sqlx::any::AnyQueryResult, sqlx::Error>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -182,7 +188,7 @@ impl Store {
     /// re-reads and uses theirs).
     pub async fn add_signing_key(&self, key: &SigningKeyRecord, now: UnixTime) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO signing_key (kid, alg, generation, private_pem, public_jwk, created_at, retired_at)
              VALUES ($1, $2, $3, $4, $5, $6, NULL)",
         )
@@ -194,10 +200,8 @@ impl Store {
         .bind(key.created_at)
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Ok(false),
-            Err(e) => return Err(e.into()),
+        if !inserted(insert)? {
+            return Ok(false);
         }
         sqlx::query(
             "UPDATE signing_key SET retired_at = $1
@@ -243,11 +247,7 @@ impl Store {
         .bind(&c.bound_owner)
         .execute(&self.pool)
         .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        inserted(done)
     }
 
     /// Makes a configuration-file client match its declaration: inserted, or replaced if it came
@@ -358,20 +358,20 @@ impl Store {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        // Expired entries can no longer be replayed (the assertion's own `exp` refuses them first),
-        // so each insert also sweeps a few of them.
-        sqlx::query("DELETE FROM client_assertion_jti WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+        // Only this key's expired row, if any: the sweeper clears the rest, off the token endpoint's path.
+        sqlx::query("DELETE FROM client_assertion_jti WHERE client_id = $1 AND jti = $2 AND expires_at < $3")
+            .bind(client_id)
+            .bind(jti)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         let done = sqlx::query("INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3)")
             .bind(client_id)
             .bind(jti)
             .bind(expires_at)
             .execute(&self.pool)
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        inserted(done)
     }
 
     // ---- initial access tokens ----

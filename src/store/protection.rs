@@ -2,7 +2,7 @@
 //! code grant, refresh tokens, PATs, resources and permission tickets. Single-use artifacts (codes,
 //! refresh tokens, authorization requests) are consumed by one conditional statement each.
 
-use super::{Store, StoreError, is_unique_violation};
+use super::{Store, StoreError, inserted};
 use crate::clock::UnixTime;
 use crate::store::records::{
     AccessTokenRecord, AccountRecord, AuthorizationCodeRecord, AuthorizationRequestRecord, RefreshTokenRecord,
@@ -40,11 +40,7 @@ impl Store {
         .bind(a.created_at)
         .execute(&self.pool)
         .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        inserted(done)
     }
 
     pub async fn find_account(&self, account_id: &str) -> Result<Option<AccountRecord>, StoreError> {

@@ -1,6 +1,6 @@
 //! Single use of pushed claim tokens (`verifiers`): the replay table, shared by every node.
 
-use super::{Store, StoreError, is_unique_violation};
+use super::{Store, StoreError, inserted};
 use crate::clock::UnixTime;
 
 impl Store {
@@ -28,11 +28,7 @@ impl Store {
             .bind(expires_at)
             .execute(&self.pool)
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        inserted(done)
     }
 
     /// Deletes replay rows that expired before `now`; returns how many.

@@ -867,15 +867,11 @@ async fn owner_shares_through_the_protection_api(store: StoreKind) {
     // Deleting a resource revokes its shares.
     let res = api(&t, reqwest::Method::DELETE, &format!("/uma/resources/{}", ids[1]), Some(&alice), None).await;
     assert_eq!(res.status(), 204);
-    let all = sqlx_shares(&db).await;
+    let all = rows(&db, "share").await;
     assert_eq!(all, 2);
     assert_eq!(revoked_shares(&db).await, 2, "both shares are revoked: one by hand, one with its resource");
     t.stop().await;
     db.drop_now().await;
-}
-
-async fn sqlx_shares(db: &TestDb) -> i64 {
-    rows(db, "share").await
 }
 
 async fn revoked_shares(db: &TestDb) -> i64 {
