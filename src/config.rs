@@ -77,6 +77,8 @@ struct RawSettings {
     tokens: RawTokens,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    uma: RawUma,
 }
 
 /// Who may use the dynamic registration endpoint (RFC 7591 §3).
@@ -121,6 +123,9 @@ pub struct StaticClient {
     /// Binds a resource server to one resource owner: its client_credentials tokens with scope
     /// `uma_protection` are PATs for this owner (tightly coupled deployments).
     pub owner: Option<String>,
+    /// Checklist A-13: this client's pushed claims may be kept in a PCT.
+    #[serde(default)]
+    pub persist_pushed_claims: bool,
 }
 
 impl fmt::Debug for StaticClient {
@@ -168,6 +173,38 @@ struct RawTokens {
     pat_lifetime_secs: Option<i64>,
     refresh_token_lifetime_secs: Option<i64>,
     authorization_code_lifetime_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUma {
+    rpt_format: Option<RptFormat>,
+    partial_grants: Option<bool>,
+    poll_interval_secs: Option<i64>,
+    pending_ticket_lifetime_secs: Option<i64>,
+}
+
+/// How RPTs look on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RptFormat {
+    /// A random handle; the resource server introspects it (the default).
+    Opaque,
+    /// A JWS signed with the server's key, carrying the permissions; its digest is stored, so it is
+    /// still revocable and introspectable.
+    Jwt,
+}
+
+/// The UMA grant's choices (checklist ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UmaSettings {
+    pub rpt_format: RptFormat,
+    /// `false` (default) = all or nothing: an RPT only when every requested scope is granted.
+    pub partial_grants: bool,
+    /// The `interval` of `request_submitted`, seconds.
+    pub poll_interval_secs: i64,
+    /// Lifetime of a ticket handed back with `request_submitted` (the owner may take a while).
+    pub pending_ticket_lifetime_secs: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +294,7 @@ pub struct Settings {
     pub signing_algorithm: SigningAlgorithm,
     pub key_refresh_secs: u64,
     pub tokens: TokenLifetimes,
+    pub uma: UmaSettings,
     pub body_limit_bytes: usize,
     pub token_body_limit_bytes: usize,
     pub shutdown_grace_secs: u64,
@@ -442,6 +480,19 @@ impl RawSettings {
             )?,
         };
 
+        let u = self.uma;
+        let uma = UmaSettings {
+            rpt_format: u.rpt_format.unwrap_or(RptFormat::Opaque),
+            partial_grants: u.partial_grants.unwrap_or(false),
+            poll_interval_secs: bounded("uma.poll_interval_secs", u.poll_interval_secs.unwrap_or(5), 1, 3_600)?,
+            pending_ticket_lifetime_secs: bounded(
+                "uma.pending_ticket_lifetime_secs",
+                u.pending_ticket_lifetime_secs.unwrap_or(DAY),
+                60,
+                30 * DAY,
+            )?,
+        };
+
         let key_refresh_secs = self.signing.key_refresh_secs.unwrap_or(60);
         if !(1..=3_600).contains(&key_refresh_secs) {
             return Err(invalid("signing.key_refresh_secs", "must be within 1..=3600"));
@@ -508,6 +559,7 @@ impl RawSettings {
             signing_algorithm: self.signing.algorithm.unwrap_or(SigningAlgorithm::ES256),
             key_refresh_secs,
             tokens,
+            uma,
             body_limit_bytes,
             token_body_limit_bytes,
             shutdown_grace_secs,

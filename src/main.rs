@@ -1,4 +1,5 @@
-//! The `tessera` command: `serve` (the default), `migrate`, `keys list|rotate`, `config check`.
+//! The `tessera` command: `serve` (the default), `migrate`, `keys`, `clients`, `users`, `registration`,
+//! `config`, `policy`, `verifiers`, `audit`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,24 @@ enum Command {
     Verifiers {
         #[command(subcommand)]
         command: VerifiersCommand,
+    },
+    /// Read the audit trail of authorization decisions.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the newest decisions, oldest first, one JSON object per line.
+    Tail {
+        /// How many records.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+        /// Only decisions about this resource owner's resources.
+        #[arg(long)]
+        owner: Option<String>,
     },
 }
 
@@ -277,6 +296,12 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
         Command::Verifiers { command: VerifiersCommand::Check } => {
             let env = tessera::verifiers::VerifierEnv::from_settings(&settings);
             print!("{}", tessera::verifiers::check_command(&settings.verifiers_dir, &env)?);
+        }
+        Command::Audit { command: AuditCommand::Tail { limit, owner } } => {
+            let store = open_store(&settings, settings.migrate_on_start).await?;
+            for entry in tessera::uma::audit::tail(&store, owner.as_deref(), limit).await? {
+                println!("{}", serde_json::to_string(&entry)?);
+            }
         }
         Command::Config { command: ConfigCommand::Check } => {
             println!("configuration is valid");

@@ -87,6 +87,7 @@ impl Metadata {
                 GrantType::AuthorizationCode,
                 GrantType::RefreshToken,
                 GrantType::ClientCredentials,
+                GrantType::UmaTicket,
             ]
             .iter()
             .map(|g| g.as_str())

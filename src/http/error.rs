@@ -23,7 +23,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnapprovedSoftwareStatement
         | ErrorCode::UnsupportedResponseType
         | ErrorCode::InvalidResourceId => StatusCode::BAD_REQUEST,
-        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::AccessDenied | ErrorCode::NeedInfo | ErrorCode::RequestSubmitted | ErrorCode::RequestDenied => {
+            StatusCode::FORBIDDEN
+        }
         ErrorCode::UnsupportedMethodType => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
         ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
@@ -41,6 +43,8 @@ struct ErrorBody<'a> {
     error: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_description: Option<&'a str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl IntoResponse for OAuthError {
@@ -56,7 +60,11 @@ impl IntoResponse for OAuthError {
             }
             (false, None) => tracing::info!(error = self.code.as_str(), "request refused"),
         }
-        let body = ErrorBody { error: self.code.as_str(), error_description: self.description.as_deref() };
+        let body = ErrorBody {
+            error: self.code.as_str(),
+            error_description: self.description.as_deref(),
+            extra: self.extra.as_deref(),
+        };
         let mut res = (status, Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -110,6 +118,9 @@ mod tests {
             UnsupportedResponseType,
             AccessDenied,
             InvalidResourceId,
+            NeedInfo,
+            RequestSubmitted,
+            RequestDenied,
             UnsupportedMethodType,
             NotFound,
             MethodNotAllowed,

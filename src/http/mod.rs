@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route(protection::PERMISSION_PATH, post(protection::request_permission))
         .route(protection::SHARES_PATH, get(protection::list_shares).post(protection::create_share))
         .route(&format!("{}/{{id}}", protection::SHARES_PATH), axum::routing::delete(protection::revoke_share))
+        .route(protection::REQUESTS_PATH, get(protection::list_requests))
+        .route(&format!("{}/{{id}}", protection::REQUESTS_PATH), post(protection::decide_request))
         .route(protection::INTROSPECTION_PATH, post(protection::introspect))
         .route(revocation::REVOCATION_PATH, post(revocation::revoke));
 

@@ -11,11 +11,12 @@ use crate::http::extract::{BearerToken, JsonBytes, OAuthForm, PatBearer, authent
 use crate::oauth::introspection;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::uma::{permission, resources, shares};
+use crate::uma::{approval, permission, resources, shares};
 
 pub const RESOURCES_PATH: &str = "/uma/resources";
 pub const PERMISSION_PATH: &str = "/uma/permission";
 pub const SHARES_PATH: &str = "/uma/shares";
+pub const REQUESTS_PATH: &str = "/uma/requests";
 pub const INTROSPECTION_PATH: &str = "/introspect";
 
 fn no_store(mut res: Response) -> Response {
@@ -105,6 +106,21 @@ pub async fn revoke_share(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+pub async fn list_requests(State(state): State<AppState>, PatBearer(pat): PatBearer) -> Result<Response, OAuthError> {
+    Ok(no_store(Json(approval::list(&state.store, &pat).await?).into_response()))
+}
+
+pub async fn decide_request(
+    State(state): State<AppState>,
+    PatBearer(pat): PatBearer,
+    Path(id): Path<String>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, OAuthError> {
+    let decision = approval::parse_decision(&body)?;
+    let view = approval::decide(&state.store, &state.policies, &pat, &id, decision, state.clock.now()).await?;
+    Ok(no_store(Json(view).into_response()))
+}
+
 /// FedAuthz §3.2: other methods are `unsupported_method_type` with the allowed ones listed.
 pub async fn unsupported_method(allow: &'static str) -> Response {
     let mut res = OAuthError::new(ErrorCode::UnsupportedMethodType)
@@ -144,7 +160,7 @@ pub async fn introspect(
             if client.metadata.token_endpoint_auth_method == crate::oauth::client::AuthMethod::None {
                 return Err(OAuthError::invalid_client("public client at the introspection endpoint"));
             }
-            introspection::Caller { client_id: client.client_id }
+            introspection::Caller { client_id: client.client_id, owner: None }
         }
     };
     let answer = introspection::introspect(&state.store, &state.settings.issuer, &caller, &token, now).await?;

@@ -1,5 +1,4 @@
-//! `POST /token` (RFC 6749 §3.2): authenticate the client, then dispatch on the grant type. The UMA
-//! grant, authorization code and refresh token grants join this `match` as their issues land.
+//! `POST /token` (RFC 6749 §3.2): authenticate the client, then dispatch on the grant type.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,6 +10,7 @@ use crate::oauth::client::GrantType;
 use crate::oauth::grants::{authorization_code, client_credentials as cc, refresh_token};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
+use crate::uma::grant::{self as uma_grant, UmaParams};
 
 pub const TOKEN_PATH: &str = "/token";
 
@@ -23,33 +23,45 @@ pub async fn token(
     let grant = form.take("grant_type").ok_or_else(|| OAuthError::invalid_request("`grant_type` is required"))?;
     let client = authenticate_client(&state, &headers, &mut form, TOKEN_PATH, now).await?;
     let lifetimes = &state.settings.tokens;
-    let body = match GrantType::parse(&grant) {
+    let mut res = match GrantType::parse(&grant) {
         Some(GrantType::ClientCredentials) => {
-            cc::grant(&state.store, &client, form.get("scope"), lifetimes.pat, now).await?
+            Json(cc::grant(&state.store, &client, form.get("scope"), lifetimes.pat, now).await?).into_response()
         }
-        Some(GrantType::AuthorizationCode) => {
-            authorization_code::grant(
-                &state.store,
-                &client,
-                form.get("code"),
-                form.get("redirect_uri"),
-                form.get("code_verifier"),
-                lifetimes,
-                now,
-            )
-            .await?
-        }
+        Some(GrantType::AuthorizationCode) => authorization_code::grant(
+            &state.store,
+            &client,
+            form.get("code"),
+            form.get("redirect_uri"),
+            form.get("code_verifier"),
+            lifetimes,
+            now,
+        )
+        .await
+        .map(Json)?
+        .into_response(),
         Some(GrantType::RefreshToken) => {
-            refresh_token::grant(&state.store, &client, form.get("refresh_token"), form.get("scope"), lifetimes, now)
-                .await?
+            match refresh_token::grant(&state, &client, form.get("refresh_token"), form.get("scope"), now).await? {
+                refresh_token::Refreshed::Owner(body) => Json(body).into_response(),
+                refresh_token::Refreshed::Rpt(body) => Json(body).into_response(),
+            }
         }
-        Some(GrantType::UmaTicket) | None => {
+        Some(GrantType::UmaTicket) => {
+            let params = UmaParams {
+                ticket: form.get("ticket"),
+                claim_token: form.get("claim_token"),
+                claim_token_format: form.get("claim_token_format"),
+                pct: form.get("pct"),
+                rpt: form.get("rpt"),
+                scope: form.get("scope"),
+            };
+            Json(uma_grant::grant(&state, &client, params, now).await?).into_response()
+        }
+        None => {
             return Err(OAuthError::new(ErrorCode::UnsupportedGrantType)
                 .describe("this grant type is not supported here")
                 .detail(format!("grant_type `{grant}`")));
         }
     };
-    let mut res = Json(body).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(res)

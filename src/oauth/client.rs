@@ -113,6 +113,10 @@ pub struct ClientMetadata {
     pub software_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// Tessera extension (checklist A-13): the client asks that claims it pushes be persisted in a
+    /// PCT returned with the RPT, so later requests need not push them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub persist_pushed_claims: bool,
 }
 
 impl ClientMetadata {
@@ -146,6 +150,7 @@ pub struct RequestedMetadata {
     pub contacts: Option<Vec<String>>,
     pub software_id: Option<String>,
     pub software_version: Option<String>,
+    pub persist_pushed_claims: Option<bool>,
     pub software_statement: Option<Value>,
     // Server-set members (RFC 7592 §2.2).
     pub client_id: Option<Value>,
@@ -353,6 +358,7 @@ pub fn validate(req: RequestedMetadata) -> Result<ClientMetadata, OAuthError> {
         contacts,
         software_id: text("software_id", req.software_id)?,
         software_version: text("software_version", req.software_version)?,
+        persist_pushed_claims: req.persist_pushed_claims.unwrap_or(false),
     })
 }
 

@@ -23,6 +23,12 @@ pub enum ErrorCode {
     UnsupportedResponseType,
     AccessDenied,
     InvalidResourceId,
+    /// UMA Grant §3.3.6: more claims could help (403, with a new ticket and `required_claims`).
+    NeedInfo,
+    /// UMA Grant §3.3.6: the owner must approve first (403, with a new ticket and `interval`).
+    RequestSubmitted,
+    /// UMA Grant §3.3.6: the policies deny the request (403).
+    RequestDenied,
     /// FedAuthz §3.2: a method the resource registration endpoint does not support.
     UnsupportedMethodType,
     NotFound,
@@ -54,6 +60,9 @@ impl ErrorCode {
             ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::InvalidResourceId => "invalid_resource_id",
+            ErrorCode::NeedInfo => "need_info",
+            ErrorCode::RequestSubmitted => "request_submitted",
+            ErrorCode::RequestDenied => "request_denied",
             ErrorCode::UnsupportedMethodType => "unsupported_method_type",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
@@ -95,6 +104,8 @@ pub struct OAuthError {
     /// An HTTP status other than the code's usual one, where a spec says so (e.g. RFC 7662 §2.3 wants
     /// 401 for a token without the needed scope at the introspection endpoint).
     pub status: Option<u16>,
+    /// Members UMA adds to an error body (`ticket`, `required_claims`, `redirect_user`, `interval`).
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl OAuthError {
@@ -105,7 +116,14 @@ impl OAuthError {
             detail: None,
             challenge: None,
             status: None,
+            extra: None,
         }
+    }
+
+    /// Adds a member to the error body (UMA's `ticket`, `required_claims`, `interval`…).
+    pub fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extra.get_or_insert_with(Default::default).insert(name.to_owned(), value);
+        self
     }
 
     pub fn describe(mut self, description: impl Into<Cow<'static, str>>) -> Self {

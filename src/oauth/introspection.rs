@@ -1,8 +1,9 @@
 //! Token introspection (RFC 7662, FedAuthz §5). Only a resource server may ask, and it learns only
 //! about tokens it may see: anything else (unknown, expired, revoked, or another party's) is the same
-//! `{"active": false}`, so the endpoint is no oracle. RPTs join here with the UMA grant; until then
-//! the tokens Tessera knows are access tokens (PATs and client-credentials tokens), which a client
-//! may introspect only if they are its own.
+//! `{"active": false}`, so the endpoint is no oracle. For an RPT the caller sees only the permissions
+//! on resources it registered (for a PAT: of that PAT's owner), on resources that still exist
+//! (checklist A-14, F-3-a), and no `scope` (FedAuthz §5.1.1). Other access tokens (PATs,
+//! client-credentials tokens) may be introspected only by their own client.
 
 use serde_json::{Value, json};
 
@@ -11,11 +12,13 @@ use crate::oauth::OAuthError;
 use crate::oauth::grants::PROTECTION_SCOPE;
 use crate::oauth::pat::{insufficient_scope, live_access_token};
 use crate::oauth::tokens::OpaqueToken;
-use crate::store::Store;
+use crate::store::{RptRecord, Store};
+use crate::uma::rpt::GrantedPermission;
 
-/// Who is asking.
+/// Who is asking: a resource server, and the resource owner when it asks with a PAT.
 pub struct Caller {
     pub client_id: String,
+    pub owner: Option<String>,
 }
 
 /// A PAT authenticates the caller; a dead token is 401 `invalid_token`, a live one without
@@ -27,7 +30,7 @@ pub async fn caller_by_pat(store: &Store, pat: &OpaqueToken, now: UnixTime) -> R
     if !live.has_scope(PROTECTION_SCOPE) || live.owner.is_none() {
         return Err(insufficient_scope().with_status(401));
     }
-    Ok(Caller { client_id: live.client_id })
+    Ok(Caller { client_id: live.client_id, owner: live.owner })
 }
 
 pub async fn introspect(
@@ -38,6 +41,10 @@ pub async fn introspect(
     now: UnixTime,
 ) -> Result<Value, OAuthError> {
     let inactive = json!({ "active": false });
+    let digest = OpaqueToken::presented(token).digest();
+    if let Some(rpt) = store.find_rpt(digest.as_str()).await? {
+        return introspect_rpt(store, issuer, caller, &rpt, now).await;
+    }
     let Some(t) = live_access_token(store, &OpaqueToken::presented(token), now).await? else {
         return Ok(inactive);
     };
@@ -61,4 +68,34 @@ pub async fn introspect(
         }
     }
     Ok(body)
+}
+
+async fn introspect_rpt(
+    store: &Store,
+    issuer: &str,
+    caller: &Caller,
+    rpt: &RptRecord,
+    now: UnixTime,
+) -> Result<Value, OAuthError> {
+    let inactive = json!({ "active": false });
+    if rpt.revoked_at.is_some() || rpt.expires_at <= now || caller.owner.as_ref().is_some_and(|o| *o != rpt.owner) {
+        return Ok(inactive);
+    }
+    let held: Vec<GrantedPermission> = serde_json::from_str(&rpt.permissions).map_err(OAuthError::server_error)?;
+    let ids: Vec<&str> = held.iter().map(|p| p.resource_id.as_str()).collect();
+    let visible = store.find_resources(&ids, &rpt.owner, Some(&caller.client_id)).await?;
+    let permissions: Vec<&GrantedPermission> =
+        held.iter().filter(|p| p.is_valid_at(now) && visible.iter().any(|r| r.resource_id == p.resource_id)).collect();
+    if permissions.is_empty() {
+        return Ok(inactive);
+    }
+    Ok(json!({
+        "active": true,
+        "permissions": permissions,
+        "client_id": rpt.client_id,
+        "token_type": "Bearer",
+        "exp": rpt.expires_at,
+        "iat": rpt.issued_at,
+        "iss": issuer,
+    }))
 }

@@ -217,6 +217,7 @@ pub fn static_client_record(c: &StaticClient, now: UnixTime) -> Result<ClientRec
         jwks_uri: c.jwks_uri.clone(),
         client_name: c.client_name.clone(),
         scope: c.scope.clone(),
+        persist_pushed_claims: Some(c.persist_pushed_claims),
         ..RequestedMetadata::default()
     };
     let metadata = client::validate(req)

@@ -142,6 +142,16 @@ impl PolicyEngine {
         &self.dir
     }
 
+    /// The party attributes that the given policies read (`principal.x`, `principal has x`): what a PCT
+    /// may keep of the claims that led to a grant. Ids of no loaded policy read nothing.
+    pub fn claims_read(&self, ids: &[PolicyId]) -> BTreeSet<String> {
+        let loaded = self.current();
+        ids.iter()
+            .filter_map(|id| loaded.permit_needs.get(&cedar_policy::PolicyId::new(id.as_str())))
+            .flat_map(|n| n.attrs.iter().cloned())
+            .collect()
+    }
+
     /// Whether the schema declares this scope (an undeclared scope is always denied).
     pub fn knows_scope(&self, scope: &str) -> bool {
         self.current().actions.contains(scope)

@@ -9,6 +9,7 @@ mod protection;
 mod records;
 mod replay;
 mod shares;
+mod uma;
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,10 +21,11 @@ use crate::clock::UnixTime;
 use crate::config::DatabaseUrl;
 pub use protection::ResourceFilter;
 pub use records::{
-    AccessTokenRecord, AccountRecord, AuthorizationCodeRecord, AuthorizationRequestRecord, ClientRecord,
-    RefreshTokenRecord, ResourceRecord, SigningKeyRecord, TicketRecord,
+    AccessTokenRecord, AccountRecord, AuditRecord, AuthorizationCodeRecord, AuthorizationRequestRecord, ClientRecord,
+    PctRecord, PendingRequestRecord, RefreshTokenRecord, ResourceRecord, RptRecord, SigningKeyRecord, TicketRecord,
 };
 pub use shares::ShareRecord;
+pub use uma::{IssueRpt, RotateTicket};
 
 /// The columns of `ClientRecord`, in one place for every query that reads a client.
 macro_rules! client_columns {

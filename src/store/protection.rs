@@ -6,7 +6,7 @@ use super::{Store, StoreError, inserted};
 use crate::clock::UnixTime;
 use crate::store::records::{
     AccessTokenRecord, AccountRecord, AuthorizationCodeRecord, AuthorizationRequestRecord, RefreshTokenRecord,
-    ResourceRecord, TicketRecord,
+    ResourceRecord,
 };
 
 /// The columns of `AuthorizationRequestRecord`.
@@ -253,7 +253,7 @@ impl Store {
     pub async fn find_access_token(&self, digest: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
         Ok(sqlx::query_as::<_, AccessTokenRecord>(
             "SELECT digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at
-             FROM access_token WHERE digest = $1",
+             FROM access_token WHERE digest = $1 AND kind = 'access'",
         )
         .bind(digest)
         .fetch_optional(&self.pool)
@@ -283,8 +283,9 @@ impl Store {
         if let Some(r) = refresh {
             sqlx::query(
                 "INSERT INTO refresh_token
-                     (digest, client_id, owner, scope, family, issued_at, expires_at, used_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)",
+                     (digest, client_id, owner, scope, family, issued_at, expires_at, used_at, revoked_at,
+                      permissions, party)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)",
             )
             .bind(&r.digest)
             .bind(&r.client_id)
@@ -293,6 +294,8 @@ impl Store {
             .bind(&r.family)
             .bind(r.issued_at)
             .bind(r.expires_at)
+            .bind(&r.permissions)
+            .bind(&r.party)
             .execute(&mut *tx)
             .await?;
         }
@@ -309,7 +312,7 @@ impl Store {
         Ok(sqlx::query_as::<_, RefreshTokenRecord>(
             "UPDATE refresh_token SET used_at = $1
              WHERE digest = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
-             RETURNING digest, client_id, owner, scope, family, issued_at, expires_at",
+             RETURNING digest, client_id, owner, scope, family, issued_at, expires_at, permissions, party",
         )
         .bind(now)
         .bind(digest)
@@ -404,6 +407,32 @@ impl Store {
         .await?)
     }
 
+    /// The resources among `ids` that `owner` has (at resource server `rs_client_id`, when given), in
+    /// one query.
+    pub async fn find_resources(
+        &self,
+        ids: &[&str],
+        owner: &str,
+        rs_client_id: Option<&str>,
+    ) -> Result<Vec<ResourceRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT resource_id, owner, rs_client_id, description, name, type, created_at, updated_at
+             FROM resource WHERE owner = $1 AND ($2 = '' OR rs_client_id = $2) AND resource_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, ResourceRecord>(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(rs_client_id.unwrap_or_default());
+        for id in ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
     pub async fn list_resource_ids(
         &self,
         owner: &str,
@@ -484,7 +513,7 @@ impl Store {
     /// (kept that long so a replayed one is still recognised as a replay). Returns the rows deleted.
     pub async fn sweep_expired(&self, now: UnixTime) -> Result<u64, StoreError> {
         const GRACE: i64 = 86_400;
-        let statements: [(&'static str, i64); 8] = [
+        let statements: [(&'static str, i64); 10] = [
             ("DELETE FROM ticket WHERE expires_at < $1", now),
             ("DELETE FROM authorization_code WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM authorization_request WHERE expires_at < $1", now),
@@ -493,29 +522,14 @@ impl Store {
             ("DELETE FROM access_token WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM refresh_token WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM initial_access_token WHERE expires_at <> 0 AND expires_at < $1", now),
+            ("DELETE FROM pct WHERE expires_at < $1", now),
+            // A pending approval outlives every ticket that can refer to it (at most 30 days).
+            ("DELETE FROM pending_request WHERE created_at < $1", now - 31 * GRACE),
         ];
         let mut deleted = 0;
         for (sql, cutoff) in statements {
             deleted += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
         }
         Ok(deleted)
-    }
-
-    // ---- permission tickets (FedAuthz §4) ----
-
-    pub async fn insert_ticket(&self, t: &TicketRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ticket (digest, owner, rs_client_id, permissions, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&t.digest)
-        .bind(&t.owner)
-        .bind(&t.rs_client_id)
-        .bind(&t.permissions)
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }

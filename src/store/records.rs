@@ -96,6 +96,9 @@ pub struct RefreshTokenRecord {
     pub family: String,
     pub issued_at: UnixTime,
     pub expires_at: UnixTime,
+    /// A refresh token of an RPT: the permissions it may reissue (JSON), and the requesting party.
+    pub permissions: Option<String>,
+    pub party: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -119,4 +122,78 @@ pub struct TicketRecord {
     pub permissions: String,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
+    /// Set on tickets the token endpoint hands back: only this client may redeem them.
+    pub client_id: Option<String>,
+    /// The verified claims carried forward to the next redemption (JSON).
+    pub carried: Option<String>,
+    /// The owner approval this ticket waits for.
+    pub pending_id: Option<String>,
+}
+
+/// An RPT as stored (a row of `access_token` with `kind = 'rpt'`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RptRecord {
+    pub digest: String,
+    pub client_id: String,
+    /// The resource owner whose resources it covers.
+    pub owner: String,
+    /// The requesting party, `<iss>|<sub>` (or `anonymous`).
+    pub party: String,
+    /// JSON array of `{resource_id, resource_scopes, exp?}`.
+    pub permissions: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub family: String,
+    pub revoked_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PctRecord {
+    pub digest: String,
+    pub client_id: String,
+    pub party: String,
+    /// JSON: the requesting party (claims) it persists.
+    pub claims: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingRequestRecord {
+    pub pending_id: String,
+    pub owner: String,
+    pub rs_client_id: String,
+    pub client_id: String,
+    /// JSON: the requesting party.
+    pub party: String,
+    /// JSON: the permissions awaiting approval.
+    pub permissions: String,
+    /// pending | approved | denied
+    pub status: String,
+    /// JSON: the approved permissions.
+    pub approved: Option<String>,
+    /// 0: the approval has no end.
+    pub approval_expires_at: UnixTime,
+    pub poll_interval: i64,
+    pub last_poll_at: UnixTime,
+    pub created_at: UnixTime,
+    pub decided_at: Option<UnixTime>,
+}
+
+/// One authorization assessment (threats D6: written with its effects, or nothing is issued).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRecord {
+    pub audit_id: i64,
+    pub at: UnixTime,
+    pub client_id: String,
+    pub party_iss: Option<String>,
+    pub party_sub: Option<String>,
+    pub owner: String,
+    pub resource_ids: String,
+    pub requested: String,
+    pub granted: String,
+    pub outcome: String,
+    pub policies: String,
+    pub claim_sources: String,
 }

@@ -17,7 +17,7 @@ use crate::uma::resources::{MAX_SCOPES, description_of};
 pub const MAX_PERMISSIONS: usize = 100;
 
 /// One requested permission: a resource and some of its scopes (zero scopes allowed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permission {
     pub resource_id: String,
     pub resource_scopes: Vec<String>,
@@ -102,6 +102,9 @@ pub async fn request_ticket(
             permissions: serde_json::to_string(permissions).map_err(OAuthError::server_error)?,
             created_at: now,
             expires_at: now + lifetime,
+            client_id: None,
+            carried: None,
+            pending_id: None,
         })
         .await?;
     tracing::info!(owner = %pat.owner, rs = %pat.client_id, permissions = permissions.len(), "permission ticket issued");

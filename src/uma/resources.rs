@@ -116,8 +116,14 @@ pub async fn update(
     d: &ResourceDescription,
     now: UnixTime,
 ) -> Result<(), OAuthError> {
+    let before = store.find_resource(id, &pat.owner, &pat.client_id).await?.ok_or_else(OAuthError::not_found)?;
+    let before = description_of(&before)?;
     if !store.update_resource(&record(pat, id, d, now)?).await? {
         return Err(OAuthError::not_found());
+    }
+    // A scope taken away ends the grants that carry it (checklist A-21); they are re-assessed.
+    if before.resource_scopes.iter().any(|s| !d.resource_scopes.contains(s)) {
+        store.revoke_grants_on_resource(&pat.owner, id, now).await?;
     }
     Ok(())
 }
@@ -128,6 +134,8 @@ pub async fn delete(store: &Store, pat: &Pat, id: &str, now: UnixTime) -> Result
     }
     // A share of a deleted resource could never apply again; revoking it keeps the owner's list true.
     store.revoke_shares_of_resource(id, now).await?;
+    // Protection ends at deregistration (FedAuthz §3): so do the grants on it (checklist A-21).
+    store.revoke_grants_on_resource(&pat.owner, id, now).await?;
     tracing::info!(resource_id = %id, owner = %pat.owner, "resource deleted");
     Ok(())
 }

@@ -60,6 +60,10 @@ pub async fn revoke(store: &Store, pat: &Pat, share_id: &str, now: UnixTime) -> 
     if !visible || !sharing::revoke_share(store, &pat.owner, share_id, now).await.map_err(share_error)? {
         return Err(OAuthError::not_found());
     }
+    // Grants the share may have led to end with it (checklist A-21): the next request is re-assessed.
+    if let Some(share) = shares.iter().find(|s| s.id == share_id) {
+        store.revoke_grants_on_resource(&pat.owner, &share.resource_id, now).await?;
+    }
     tracing::info!(share_id = %share_id, owner = %pat.owner, "share revoked");
     Ok(())
 }

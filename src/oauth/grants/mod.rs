@@ -61,6 +61,8 @@ pub async fn issue_owner_tokens(
                     family: family.to_owned(),
                     issued_at: now,
                     expires_at: now + lifetimes.refresh_token,
+                    permissions: None,
+                    party: None,
                 })
                 .as_ref(),
         )

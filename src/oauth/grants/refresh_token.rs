@@ -1,26 +1,33 @@
 //! The refresh token grant (RFC 6749 §6) with strict rotation (threats D3): each use returns a new
-//! refresh token; presenting a spent one revokes the whole grant family, access tokens included.
+//! refresh token; presenting a spent one revokes the whole grant family, access tokens included. A
+//! refresh token of an RPT is handed to the UMA grant's refresh (Grant §3.6).
 
 use crate::clock::UnixTime;
-use crate::config::TokenLifetimes;
 use crate::oauth::client::{Client, GrantType};
 use crate::oauth::grants::{TokenResponse, issue_owner_tokens};
 use crate::oauth::tokens::OpaqueToken;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::store::Store;
+use crate::state::AppState;
+use crate::uma::grant::{UmaSuccess, refresh_rpt};
+
+/// What a refresh returns: owner tokens (PATs) or an RPT.
+pub enum Refreshed {
+    Owner(TokenResponse),
+    Rpt(UmaSuccess),
+}
 
 fn invalid_grant(detail: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant).describe("the refresh token is invalid, expired or revoked").detail(detail)
 }
 
 pub async fn grant(
-    store: &Store,
+    state: &AppState,
     client: &Client,
     refresh_token: Option<&str>,
     scope: Option<&str>,
-    lifetimes: &TokenLifetimes,
     now: UnixTime,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<Refreshed, OAuthError> {
+    let store = &state.store;
     if !client.metadata.allows_grant(GrantType::RefreshToken) {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient)
             .describe("the client is not registered for the refresh_token grant"));
@@ -40,6 +47,9 @@ pub async fn grant(
         store.revoke_family(&rec.family, now).await?;
         return Err(invalid_grant("refresh token of another client"));
     }
+    if rec.permissions.is_some() {
+        return Ok(Refreshed::Rpt(refresh_rpt(state, client, &rec, scope, now).await?));
+    }
     let granted: Vec<&str> = rec.scope.split(' ').filter(|s| !s.is_empty()).collect();
     let scope = match scope {
         None => rec.scope.clone(),
@@ -53,5 +63,8 @@ pub async fn grant(
             wanted.join(" ")
         }
     };
-    issue_owner_tokens(store, &client.client_id, &rec.owner, &scope, &rec.family, lifetimes, now, true).await
+    let lifetimes = &state.settings.tokens;
+    issue_owner_tokens(store, &client.client_id, &rec.owner, &scope, &rec.family, lifetimes, now, true)
+        .await
+        .map(Refreshed::Owner)
 }

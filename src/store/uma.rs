@@ -1,0 +1,416 @@
+//! Store operations of the UMA grant. The grant touches the store twice per request: one statement
+//! consumes the ticket (before the assessment, so concurrent redemptions have exactly one winner), and
+//! one short transaction writes everything the decision produced together with its audit record
+//! (threats D6): an RPT, its refresh token and PCT, the retirement of an upgraded RPT, or a rotated
+//! ticket and a pending approval. No transaction is held open while policies are evaluated.
+
+use sqlx::AnyConnection;
+
+use super::{Store, StoreError};
+use crate::clock::UnixTime;
+use crate::store::records::{
+    AuditRecord, PctRecord, PendingRequestRecord, RefreshTokenRecord, RptRecord, TicketRecord,
+};
+
+macro_rules! ticket_columns {
+    () => {
+        "digest, owner, rs_client_id, permissions, created_at, expires_at, client_id, carried, pending_id"
+    };
+}
+
+macro_rules! rpt_columns {
+    () => {
+        "digest, client_id, owner, party, permissions, issued_at, expires_at, family, revoked_at"
+    };
+}
+
+macro_rules! pending_columns {
+    () => {
+        "pending_id, owner, rs_client_id, client_id, party, permissions, status, approved, approval_expires_at, \
+         poll_interval, last_poll_at, created_at, decided_at"
+    };
+}
+
+/// What a granted assessment writes, in one transaction.
+#[derive(Debug)]
+pub struct IssueRpt<'a> {
+    /// The ticket redeemed (none for a refresh).
+    pub ticket_digest: Option<&'a str>,
+    pub rpt: &'a RptRecord,
+    pub refresh: Option<&'a RefreshTokenRecord>,
+    pub pct: Option<&'a PctRecord>,
+    /// The RPT an upgrade retires; the transaction fails unless this call is the one that retires it.
+    pub retire: Option<&'a str>,
+    /// The assessment's record (none for a refresh, which assesses nothing).
+    pub audit: Option<&'a AuditRecord>,
+}
+
+/// What a `need_info` / `request_submitted` answer writes, in one transaction.
+#[derive(Debug)]
+pub struct RotateTicket<'a> {
+    pub ticket: &'a TicketRecord,
+    /// A new pending approval to create.
+    pub new_pending: Option<&'a PendingRequestRecord>,
+    /// An existing pending approval polled again: its id, the interval now asked for, the poll time.
+    pub polled: Option<(&'a str, i64)>,
+    pub audit: &'a AuditRecord,
+}
+
+async fn insert_ticket_on(conn: &mut AnyConnection, t: &TicketRecord) -> Result<(), StoreError> {
+    sqlx::query(concat!("INSERT INTO ticket (", ticket_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        .bind(&t.digest)
+        .bind(&t.owner)
+        .bind(&t.rs_client_id)
+        .bind(&t.permissions)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(&t.client_id)
+        .bind(&t.carried)
+        .bind(&t.pending_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_audit_on(conn: &mut AnyConnection, a: &AuditRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_event (at, client_id, party_iss, party_sub, owner, resource_ids, requested, granted,
+             outcome, policies, claim_sources)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(a.at)
+    .bind(&a.client_id)
+    .bind(&a.party_iss)
+    .bind(&a.party_sub)
+    .bind(&a.owner)
+    .bind(&a.resource_ids)
+    .bind(&a.requested)
+    .bind(&a.granted)
+    .bind(&a.outcome)
+    .bind(&a.policies)
+    .bind(&a.claim_sources)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    // ---- tickets ----
+
+    pub async fn insert_ticket(&self, t: &TicketRecord) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_ticket_on(&mut conn, t).await
+    }
+
+    /// Marks a live ticket used and returns it: one statement, so of many concurrent presentations
+    /// exactly one gets the row. A ticket bound to a client is not even touched by another client.
+    pub async fn consume_ticket(
+        &self,
+        digest: &str,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<TicketRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, TicketRecord>(concat!(
+            "UPDATE ticket SET used_at = $1
+             WHERE digest = $2 AND used_at IS NULL AND expires_at > $1 AND (client_id IS NULL OR client_id = $3)
+             RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(now)
+        .bind(digest)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// For a ticket presented again after it was used: the grant family its first redemption produced
+    /// (`Some(None)` when it produced none). `None`: not a used ticket.
+    pub async fn used_ticket_family(&self, digest: &str) -> Result<Option<Option<String>>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT family FROM ticket WHERE digest = $1 AND used_at IS NOT NULL",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    // ---- the grant's one write ----
+
+    /// Issues an RPT (with its refresh token and PCT), retires the upgraded RPT, links the ticket to
+    /// the grant family and writes the audit record, all or nothing. `false`: the RPT to retire was
+    /// retired by a concurrent request first (threats D4); nothing was written.
+    pub async fn issue_rpt(&self, w: &IssueRpt<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(old) = w.retire {
+            let done = sqlx::query(
+                "UPDATE access_token SET revoked_at = $1 WHERE digest = $2 AND kind = 'rpt' AND revoked_at IS NULL",
+            )
+            .bind(w.rpt.issued_at)
+            .bind(old)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        let r = w.rpt;
+        sqlx::query(
+            "INSERT INTO access_token
+                 (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at, kind, permissions, party)
+             VALUES ($1, $2, '', $3, $4, $5, $6, NULL, 'rpt', $7, $8)",
+        )
+        .bind(&r.digest)
+        .bind(&r.client_id)
+        .bind(r.issued_at)
+        .bind(r.expires_at)
+        .bind(&r.owner)
+        .bind(&r.family)
+        .bind(&r.permissions)
+        .bind(&r.party)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(rt) = w.refresh {
+            sqlx::query(
+                "INSERT INTO refresh_token
+                     (digest, client_id, owner, scope, family, issued_at, expires_at, used_at, revoked_at,
+                      permissions, party)
+                 VALUES ($1, $2, $3, '', $4, $5, $6, NULL, NULL, $7, $8)",
+            )
+            .bind(&rt.digest)
+            .bind(&rt.client_id)
+            .bind(&rt.owner)
+            .bind(&rt.family)
+            .bind(rt.issued_at)
+            .bind(rt.expires_at)
+            .bind(&rt.permissions)
+            .bind(&rt.party)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(p) = w.pct {
+            sqlx::query(
+                "INSERT INTO pct (digest, client_id, party, claims, issued_at, expires_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            )
+            .bind(&p.digest)
+            .bind(&p.client_id)
+            .bind(&p.party)
+            .bind(&p.claims)
+            .bind(p.issued_at)
+            .bind(p.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(t) = w.ticket_digest {
+            sqlx::query("UPDATE ticket SET family = $1 WHERE digest = $2")
+                .bind(&r.family)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(a) = w.audit {
+            insert_audit_on(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Hands back a new ticket (need_info, request_submitted) with its audit record and approval.
+    pub async fn rotate_ticket(&self, w: &RotateTicket<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(p) = w.new_pending {
+            sqlx::query(concat!(
+                "INSERT INTO pending_request (",
+                pending_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ))
+            .bind(&p.pending_id)
+            .bind(&p.owner)
+            .bind(&p.rs_client_id)
+            .bind(&p.client_id)
+            .bind(&p.party)
+            .bind(&p.permissions)
+            .bind(&p.status)
+            .bind(&p.approved)
+            .bind(p.approval_expires_at)
+            .bind(p.poll_interval)
+            .bind(p.last_poll_at)
+            .bind(p.created_at)
+            .bind(p.decided_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((id, interval)) = w.polled {
+            sqlx::query("UPDATE pending_request SET poll_interval = $1, last_poll_at = $2 WHERE pending_id = $3")
+                .bind(interval)
+                .bind(w.ticket.created_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_ticket_on(&mut tx, w.ticket).await?;
+        insert_audit_on(&mut tx, w.audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An assessment that issued nothing and handed back no ticket (request_denied, invalid_scope).
+    pub async fn insert_audit(&self, a: &AuditRecord) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit_on(&mut conn, a).await
+    }
+
+    /// The newest `limit` audit records, oldest first; only those of `owner` when given.
+    pub async fn audit_tail(&self, owner: Option<&str>, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        let cols = "audit_id, at, client_id, party_iss, party_sub, owner, resource_ids, requested, granted, outcome, \
+                    policies, claim_sources";
+        let mut rows = match owner {
+            Some(o) => {
+                sqlx::query_as::<_, AuditRecord>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {cols} FROM audit_event WHERE owner = $1 ORDER BY audit_id DESC LIMIT $2"
+                )))
+                .bind(o)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as::<_, AuditRecord>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {cols} FROM audit_event ORDER BY audit_id DESC LIMIT $1"
+                )))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.reverse();
+        Ok(rows)
+    }
+
+    // ---- RPTs ----
+
+    /// An RPT by digest, whatever its state (the caller decides what expiry and revocation mean).
+    pub async fn find_rpt(&self, digest: &str) -> Result<Option<RptRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, RptRecord>(concat!(
+            "SELECT ",
+            rpt_columns!(),
+            " FROM access_token WHERE digest = $1 AND kind = 'rpt'"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Threats D1: revokes every RPT and refresh token of a grant family.
+    pub async fn revoke_grant_family(&self, family: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.revoke_family(family, now).await
+    }
+
+    /// Checklist A-21: the owner removed a resource or a share of it: every RPT and refresh token of
+    /// that owner that carries a permission on the resource is revoked (they are re-assessed on the
+    /// next request). Resource ids are server-made UUIDs, so the pattern has no wildcard in it.
+    pub async fn revoke_grants_on_resource(
+        &self,
+        owner: &str,
+        resource_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let pattern = format!("%\"resource_id\":\"{resource_id}\"%");
+        let mut tx = self.pool.begin().await?;
+        let a = sqlx::query(
+            "UPDATE access_token SET revoked_at = $1
+             WHERE owner = $2 AND kind = 'rpt' AND revoked_at IS NULL AND permissions LIKE $3",
+        )
+        .bind(now)
+        .bind(owner)
+        .bind(&pattern)
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query(
+            "UPDATE refresh_token SET revoked_at = $1
+             WHERE owner = $2 AND revoked_at IS NULL AND permissions IS NOT NULL AND permissions LIKE $3",
+        )
+        .bind(now)
+        .bind(owner)
+        .bind(&pattern)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(a.rows_affected() + r.rows_affected())
+    }
+
+    // ---- PCTs ----
+
+    pub async fn find_pct(&self, digest: &str) -> Result<Option<PctRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, PctRecord>(
+            "SELECT digest, client_id, party, claims, issued_at, expires_at, revoked_at FROM pct WHERE digest = $1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Revokes a PCT of this client: its claims are deleted with it (threats D9). `false` if no PCT of
+    /// this client matched.
+    pub async fn revoke_pct(&self, digest: &str, client_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM pct WHERE digest = $1 AND client_id = $2")
+            .bind(digest)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- pending approvals ----
+
+    pub async fn find_pending(&self, pending_id: &str) -> Result<Option<PendingRequestRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, PendingRequestRecord>(concat!(
+            "SELECT ",
+            pending_columns!(),
+            " FROM pending_request WHERE pending_id = $1"
+        ))
+        .bind(pending_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Pending approvals of an owner's resources at one resource server, newest first.
+    pub async fn list_pending(&self, owner: &str, rs_client_id: &str) -> Result<Vec<PendingRequestRecord>, StoreError> {
+        Ok(sqlx::query_as::<_, PendingRequestRecord>(concat!(
+            "SELECT ",
+            pending_columns!(),
+            " FROM pending_request WHERE owner = $1 AND rs_client_id = $2 ORDER BY created_at DESC, pending_id"
+        ))
+        .bind(owner)
+        .bind(rs_client_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records the owner's decision on a request still pending. `false`: unknown, not this owner's, or
+    /// already decided.
+    pub async fn decide_pending(
+        &self,
+        pending_id: &str,
+        owner: &str,
+        status: &str,
+        approved: Option<&str>,
+        approval_expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE pending_request SET status = $1, approved = $2, approval_expires_at = $3, decided_at = $4
+             WHERE pending_id = $5 AND owner = $6 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(approved)
+        .bind(approval_expires_at)
+        .bind(now)
+        .bind(pending_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,176 @@
+//! Owner approval of pending requests (UMA `request_submitted`, Grant §3.3.6). A request waits here
+//! with who asks, which client, which resources and scopes; the owner approves (some scopes, for a
+//! while) or denies; the client's next poll sees the decision. Until the resource-owner console
+//! (issue 8) exists, the owner decides through the protection API with a PAT, like shares.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::UnixTime;
+use crate::oauth::OAuthError;
+use crate::oauth::pat::Pat;
+use crate::policy::{NewShare, PartyMatcher, PolicyEngine, RequestingParty};
+use crate::store::{PendingRequestRecord, Store};
+use crate::uma::permission::Permission;
+
+/// A pending request as the owner sees it.
+#[derive(Debug, Serialize)]
+pub struct PendingView {
+    pub id: String,
+    pub client_id: String,
+    pub requesting_party: PartyView,
+    pub permissions: Vec<Permission>,
+    pub status: String,
+    pub created_at: UnixTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<UnixTime>,
+}
+
+/// Who asks: the verified identity and claims (never a token).
+#[derive(Debug, Serialize)]
+pub struct PartyView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    pub claims: serde_json::Map<String, Value>,
+}
+
+/// The owner's decision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub decision: DecisionKind,
+    /// Approve only these scopes (default: every scope asked for).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// The approval ends after this many seconds (default: no end).
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+    /// Also keep it as a share, so later requests of the same party are granted without asking.
+    #[serde(default)]
+    pub remember: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Approve,
+    Deny,
+}
+
+fn view(rec: PendingRequestRecord) -> Result<PendingView, OAuthError> {
+    let party: RequestingParty = serde_json::from_str(&rec.party).map_err(OAuthError::server_error)?;
+    let permissions: Vec<Permission> = serde_json::from_str(&rec.permissions).map_err(OAuthError::server_error)?;
+    Ok(PendingView {
+        id: rec.pending_id,
+        client_id: rec.client_id,
+        requesting_party: PartyView { iss: party.iss, sub: party.sub, claims: party.claims.into_iter().collect() },
+        permissions,
+        status: rec.status,
+        created_at: rec.created_at,
+        decided_at: rec.decided_at,
+    })
+}
+
+/// The owner's requests at this resource server, newest first.
+pub async fn list(store: &Store, pat: &Pat) -> Result<Vec<PendingView>, OAuthError> {
+    store.list_pending(&pat.owner, &pat.client_id).await?.into_iter().map(view).collect()
+}
+
+pub fn parse_decision(body: &[u8]) -> Result<Decision, OAuthError> {
+    let d: Decision = serde_json::from_slice(body).map_err(|e| {
+        OAuthError::invalid_request(
+            "the body must be {\"decision\": \"approve\"|\"deny\", \"scopes\"?, \"expires_in\"?, \"remember\"?}",
+        )
+        .detail(e.to_string())
+    })?;
+    if d.expires_in.is_some_and(|e| !(1..=400 * 86_400).contains(&e)) {
+        return Err(OAuthError::invalid_request("`expires_in` must be between 1 second and 400 days"));
+    }
+    Ok(d)
+}
+
+/// Records the decision on a request still pending. Unknown, another owner's or another resource
+/// server's, and already decided requests are all 404.
+pub async fn decide(
+    store: &Store,
+    engine: &PolicyEngine,
+    pat: &Pat,
+    id: &str,
+    d: Decision,
+    now: UnixTime,
+) -> Result<PendingView, OAuthError> {
+    let rec = store
+        .find_pending(id)
+        .await?
+        .filter(|r| r.owner == pat.owner && r.rs_client_id == pat.client_id && r.status == "pending")
+        .ok_or_else(OAuthError::not_found)?;
+    let asked: Vec<Permission> = serde_json::from_str(&rec.permissions).map_err(OAuthError::server_error)?;
+    let expires_at = d.expires_in.map(|s| now + s).unwrap_or(0);
+    let (status, approved) = match d.decision {
+        DecisionKind::Deny => ("denied", None),
+        DecisionKind::Approve => {
+            let approved: Vec<Permission> = match &d.scopes {
+                None => asked.clone(),
+                Some(only) => {
+                    if let Some(s) = only.iter().find(|s| !asked.iter().any(|p| p.resource_scopes.contains(s))) {
+                        return Err(OAuthError::invalid_request("a scope to approve was not asked for")
+                            .detail(format!("scope `{s}`")));
+                    }
+                    asked
+                        .iter()
+                        .map(|p| Permission {
+                            resource_id: p.resource_id.clone(),
+                            resource_scopes: p.resource_scopes.iter().filter(|s| only.contains(s)).cloned().collect(),
+                        })
+                        .filter(|p| !p.resource_scopes.is_empty())
+                        .collect()
+                }
+            };
+            if approved.is_empty() {
+                return Err(OAuthError::invalid_request("nothing to approve"));
+            }
+            ("approved", Some(approved))
+        }
+    };
+    let approved_json = approved.as_ref().map(serde_json::to_string).transpose().map_err(OAuthError::server_error)?;
+    if !store.decide_pending(id, &pat.owner, status, approved_json.as_deref(), expires_at, now).await? {
+        return Err(OAuthError::not_found());
+    }
+    if d.remember
+        && let Some(approved) = &approved
+    {
+        remember(store, engine, pat, &rec, approved, (expires_at != 0).then_some(expires_at), now).await?;
+    }
+    tracing::info!(pending_id = %id, owner = %pat.owner, status, "pending request decided");
+    let mut updated = rec;
+    updated.status = status.to_owned();
+    updated.decided_at = Some(now);
+    view(updated)
+}
+
+/// An approval kept as shares for the same requesting party (issuer and subject).
+async fn remember(
+    store: &Store,
+    engine: &PolicyEngine,
+    pat: &Pat,
+    rec: &PendingRequestRecord,
+    approved: &[Permission],
+    expires_at: Option<UnixTime>,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
+    let party: RequestingParty = serde_json::from_str(&rec.party).map_err(OAuthError::server_error)?;
+    let (Some(iss), Some(sub)) = (party.iss, party.sub) else {
+        return Err(OAuthError::invalid_request("an anonymous requesting party cannot be remembered"));
+    };
+    for p in approved {
+        let matcher = PartyMatcher(
+            [("iss".to_owned(), Value::String(iss.clone())), ("sub".to_owned(), Value::String(sub.clone()))].into(),
+        );
+        let new =
+            NewShare { resource_id: p.resource_id.clone(), scopes: p.resource_scopes.clone(), matcher, expires_at };
+        crate::uma::shares::create(store, engine, pat, new, now).await?;
+    }
+    Ok(())
+}

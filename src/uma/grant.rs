@@ -1,0 +1,693 @@
+//! The UMA grant at the token endpoint (Grant §3.3): a client redeems a permission ticket, with
+//! claims, for an RPT — or learns what is missing.
+//!
+//! ```text
+//! client auth ─► PCT? ─► pushed claim token verified? ─► ticket spent (one statement, one winner)
+//!   ─► claims merged (carried ∪ PCT ∪ pushed) ─► rpt to upgrade? ─► resources now ─► requested scopes
+//!   ─► policy engine per scope ─► combine (A-4) ─► RPT (+refresh, +PCT) | need_info | request_submitted
+//!                                                    | request_denied | invalid_scope   (+ audit, one tx)
+//! ```
+//!
+//! Every answer that hands a ticket back hands a new one bound to this client, carrying the claims
+//! verified so far; the presented ticket is dead from the moment it was spent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::clock::UnixTime;
+use crate::oauth::client::{AuthMethod, Client, GrantType};
+use crate::oauth::tokens::OpaqueToken;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::policy::sharing;
+use crate::policy::{
+    AssessmentRequest, ClaimSource, ClientInfo, Outcome, PermissionRequest, PolicyId, RequestingParty,
+    ResourceDecision, ResourceInfo, required_claims,
+};
+use crate::state::AppState;
+use crate::store::{
+    AuditRecord, IssueRpt, PctRecord, PendingRequestRecord, RefreshTokenRecord, RotateTicket, RptRecord, Store,
+    TicketRecord,
+};
+use crate::uma::assessment::{Approvals, RegisteredResource, ScopeError, Verdict, combine, requested_scopes};
+use crate::uma::claims::{Carried, Merged, merge, persistable};
+use crate::uma::permission::Permission;
+use crate::uma::resources::description_of;
+use crate::uma::rpt::{self, GrantedPermission, RptClaims};
+use crate::verifiers::{PushingClient, Rejection, VerifyError};
+
+/// One description for every unusable ticket (unknown, expired, used, another client's), so the
+/// endpoint is no oracle for a ticket's state (checklist S-ENUM-a).
+const TICKET_REFUSED: &str = "the ticket is invalid, expired or already used";
+/// How long an expired RPT can still be upgraded (checklist A-12); the sweeper keeps its row as long.
+const UPGRADE_GRACE_SECS: i64 = 86_400;
+/// The largest `interval` a client that polls too fast is told to wait (checklist A-22).
+const MAX_INTERVAL_SECS: i64 = 300;
+
+/// The grant's parameters (Grant §3.3.1), empty ones already removed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UmaParams<'a> {
+    pub ticket: Option<&'a str>,
+    pub claim_token: Option<&'a str>,
+    pub claim_token_format: Option<&'a str>,
+    pub pct: Option<&'a str>,
+    pub rpt: Option<&'a str>,
+    pub scope: Option<&'a str>,
+}
+
+/// The success response (Grant §3.3.5): no `scope` member.
+#[derive(Debug, Serialize)]
+pub struct UmaSuccess {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pct: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgraded: Option<bool>,
+}
+
+fn invalid_grant(description: &'static str, detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant).describe(description).detail(detail)
+}
+
+fn random() -> Result<OpaqueToken, OAuthError> {
+    OpaqueToken::generate().map_err(|_| OAuthError::server_error("the random generator failed"))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, OAuthError> {
+    serde_json::to_string(v).map_err(OAuthError::server_error)
+}
+
+pub async fn grant(
+    state: &AppState,
+    client: &Client,
+    p: UmaParams<'_>,
+    now: UnixTime,
+) -> Result<UmaSuccess, OAuthError> {
+    let store = &state.store;
+    if !client.metadata.allows_grant(GrantType::UmaTicket) {
+        return Err(
+            OAuthError::new(ErrorCode::UnauthorizedClient).describe("the client is not registered for the UMA grant")
+        );
+    }
+    let ticket = p.ticket.ok_or_else(|| OAuthError::invalid_request("`ticket` is required"))?;
+    let pushed_token = match (p.claim_token, p.claim_token_format) {
+        (Some(t), Some(f)) => Some((t, f)),
+        (None, None) => None,
+        _ => return Err(OAuthError::invalid_request("`claim_token` and `claim_token_format` go together")),
+    };
+    // The PCT and the pushed token are checked before the ticket is spent, so that a store or IdP
+    // outage (503) does not cost the client its ticket.
+    let pct_party = match p.pct {
+        Some(v) => Some(pct_claims(store, client, v, now).await?),
+        None => None,
+    };
+    let pushed = match pushed_token {
+        Some((raw, format)) => {
+            let pusher = PushingClient {
+                client_id: &client.client_id,
+                is_public: client.metadata.token_endpoint_auth_method == AuthMethod::None,
+            };
+            match state.verifiers.verify(format, raw, pusher, now).await {
+                Err(e) if e.category() == Rejection::Unavailable => {
+                    return Err(OAuthError::unavailable(e.detail().to_owned()));
+                }
+                r => Some(r),
+            }
+        }
+        None => None,
+    };
+
+    let digest = OpaqueToken::presented(ticket).digest();
+    let Some(t) = store.consume_ticket(digest.as_str(), &client.client_id, now).await? else {
+        if let Some(Some(family)) = store.used_ticket_family(digest.as_str()).await? {
+            // Threats D1: a ticket presented again after it produced an RPT: that grant is revoked.
+            store.revoke_family(&family, now).await?;
+            tracing::warn!(client_id = %client.client_id, "a redeemed ticket was presented again; its grant is revoked");
+        }
+        return Err(invalid_grant(TICKET_REFUSED, "unknown, expired, used or foreign ticket"));
+    };
+    let ticket_perms: Vec<Permission> = serde_json::from_str(&t.permissions).map_err(OAuthError::server_error)?;
+    let carried: Option<Carried> =
+        t.carried.as_deref().map(serde_json::from_str).transpose().map_err(OAuthError::server_error)?;
+    let (pushed_party, refused) = match pushed {
+        Some(Ok(v)) => (Some(v.to_party()), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let merged = merge(carried.as_ref(), pct_party.as_ref(), pushed_party.as_ref()).map_err(|_| {
+        invalid_grant("the PCT is not valid for this request", "PCT of another requesting party than the claims")
+    })?;
+    let old_rpt = match p.rpt {
+        Some(v) => rpt_to_upgrade(store, client, &t.owner, &merged.party, v, now).await?,
+        None => None,
+    };
+
+    let mut a = Assessment::new(state, client, &t, &ticket_perms, &merged, now);
+    let ids: Vec<&str> = ticket_perms.iter().map(|p| p.resource_id.as_str()).collect();
+    let records = store.find_resources(&ids, &t.owner, Some(&t.rs_client_id)).await?;
+    let mut registered = Vec::with_capacity(records.len());
+    let mut infos = Vec::with_capacity(records.len());
+    for rec in &records {
+        let d = description_of(rec)?;
+        registered.push(RegisteredResource { resource_id: rec.resource_id.clone(), scopes: d.resource_scopes });
+        infos.push(ResourceInfo {
+            id: rec.resource_id.clone(),
+            owner: rec.owner.clone(),
+            resource_type: d.resource_type,
+            name: d.name,
+        });
+    }
+    let (requested, unavailable) =
+        match requested_scopes(&ticket_perms, &registered, &client.metadata.scopes(), p.scope) {
+            Ok(x) => x,
+            Err(e) => {
+                store.insert_audit(&a.record("invalid_scope", &[], &[])).await?;
+                let detail = match e {
+                    ScopeError::Unknown(s) => format!("scope `{s}` is offered by no resource of the ticket"),
+                    ScopeError::NothingToAssess(r) => format!("nothing to assess on resource `{r}`"),
+                };
+                return Err(OAuthError::new(ErrorCode::InvalidScope)
+                    .describe("a requested scope is not available on the ticket's resources")
+                    .detail(detail));
+            }
+        };
+    a.requested = requested.iter().map(|r| (r.resource_id.clone(), r.scopes.clone())).collect();
+    let shares = sharing::active_shares(store, &ids, now).await.map_err(OAuthError::unavailable)?;
+    let pending = match &t.pending_id {
+        Some(id) => store.find_pending(id).await?,
+        None => None,
+    };
+    let permissions: Vec<PermissionRequest> = requested
+        .iter()
+        .filter_map(|r| {
+            infos
+                .iter()
+                .find(|i| i.id == r.resource_id)
+                .map(|i| PermissionRequest { resource: i.clone(), scopes: r.scopes.clone() })
+        })
+        .collect();
+    let client_info = ClientInfo { id: client.client_id.clone(), name: client.metadata.client_name.clone() };
+    let decisions = state.policies.assess(&AssessmentRequest {
+        party: &merged.party,
+        client: &client_info,
+        permissions: &permissions,
+        shares: &shares,
+        now,
+        derive_required_claims: true,
+    });
+    let approvals = PendingApprovals { pending: pending.as_ref(), now };
+    let (verdict, policies) = combine(&decisions, &unavailable, &approvals, state.settings.uma.partial_grants);
+
+    if let Some(e) = refused {
+        // Checklist A-10: a refused claim token grants nothing; the client learns what is acceptable.
+        return Err(a.need_info(&verdict, &policies, Some(&e)).await);
+    }
+    match verdict {
+        Verdict::Rpt(granted) => {
+            let granting = granting_policies(&decisions);
+            a.issue(granted, &policies, &granting, &shares, old_rpt, p.rpt).await
+        }
+        Verdict::NeedInfo(_) => Err(a.need_info(&verdict, &policies, None).await),
+        Verdict::Submitted(awaiting) => Err(a.submitted(awaiting, pending, &policies).await),
+        Verdict::Denied => {
+            store.insert_audit(&a.record("request_denied", &[], &policies)).await?;
+            Err(OAuthError::new(ErrorCode::RequestDenied)
+                .describe("the authorization policies deny this request")
+                .detail("request denied by policy"))
+        }
+    }
+}
+
+/// The claims of a PCT this client holds (Grant §3.3.1; checklist A-13: anything else is
+/// `invalid_grant`).
+async fn pct_claims(store: &Store, client: &Client, value: &str, now: UnixTime) -> Result<RequestingParty, OAuthError> {
+    const REFUSED: &str = "the PCT is invalid, expired or revoked";
+    let rec = store.find_pct(OpaqueToken::presented(value).digest().as_str()).await?;
+    let rec = rec
+        .filter(|r| r.revoked_at.is_none() && r.expires_at > now)
+        .ok_or_else(|| invalid_grant(REFUSED, "unknown, expired or revoked PCT"))?;
+    if rec.client_id != client.client_id {
+        tracing::warn!(client_id = %client.client_id, "a client presented another client's PCT");
+        return Err(invalid_grant(REFUSED, "PCT of another client"));
+    }
+    let mut party: RequestingParty = serde_json::from_str(&rec.claims).map_err(OAuthError::server_error)?;
+    party.source = ClaimSource::Pct;
+    Ok(party)
+}
+
+/// The RPT an upgrade builds on (checklist A-12): `None` when `value` is no RPT at all (ignored);
+/// `invalid_grant` when it is an RPT this request may not extend.
+async fn rpt_to_upgrade(
+    store: &Store,
+    client: &Client,
+    owner: &str,
+    party: &RequestingParty,
+    value: &str,
+    now: UnixTime,
+) -> Result<Option<RptRecord>, OAuthError> {
+    const REFUSED: &str = "the RPT cannot be upgraded by this request";
+    let Some(rec) = store.find_rpt(crate::oauth::tokens::TokenDigest::of(value).as_str()).await? else {
+        return Ok(None);
+    };
+    if rec.expires_at + UPGRADE_GRACE_SECS <= now {
+        return Ok(None);
+    }
+    if rec.revoked_at.is_some() {
+        return Err(invalid_grant(REFUSED, "revoked RPT"));
+    }
+    if rec.client_id != client.client_id || rec.owner != owner || rec.party != party.entity_id() {
+        return Err(invalid_grant(REFUSED, "RPT of another client, requesting party or resource owner"));
+    }
+    Ok(Some(rec))
+}
+
+/// The permits (file policies and shares) behind every granted scope: what a PCT may keep.
+fn granting_policies(decisions: &[ResourceDecision]) -> Vec<PolicyId> {
+    let set: BTreeSet<PolicyId> = decisions
+        .iter()
+        .flat_map(|d| d.scopes.iter())
+        .filter(|s| s.outcome == Outcome::Granted)
+        .flat_map(|s| s.policies.iter().cloned())
+        .collect();
+    set.into_iter().collect()
+}
+
+/// The owner's decision on the pending request this ticket waits for.
+struct PendingApprovals<'a> {
+    pending: Option<&'a PendingRequestRecord>,
+    now: UnixTime,
+}
+
+impl Approvals for PendingApprovals<'_> {
+    fn decision(&self, resource_id: &str, scope: &str) -> Option<Result<Option<UnixTime>, ()>> {
+        let p = self.pending?;
+        match p.status.as_str() {
+            "approved" => {
+                let approved: Vec<Permission> = p.approved.as_deref().and_then(|a| serde_json::from_str(a).ok())?;
+                let covered = approved
+                    .iter()
+                    .any(|a| a.resource_id == resource_id && a.resource_scopes.iter().any(|s| s == scope));
+                let live = p.approval_expires_at == 0 || p.approval_expires_at > self.now;
+                match (covered, live) {
+                    (true, true) => Some(Ok((p.approval_expires_at != 0).then_some(p.approval_expires_at))),
+                    // Approved for other scopes only, or the approval ended: refused for this one.
+                    _ => Some(Err(())),
+                }
+            }
+            "denied" => Some(Err(())),
+            _ => None,
+        }
+    }
+}
+
+/// One assessment in progress: what the audit record and the responses need.
+struct Assessment<'a> {
+    state: &'a AppState,
+    client: &'a Client,
+    ticket: &'a TicketRecord,
+    ticket_perms: &'a [Permission],
+    merged: &'a Merged,
+    now: UnixTime,
+    requested: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Assessment<'a> {
+    fn new(
+        state: &'a AppState,
+        client: &'a Client,
+        ticket: &'a TicketRecord,
+        ticket_perms: &'a [Permission],
+        merged: &'a Merged,
+        now: UnixTime,
+    ) -> Self {
+        let requested = ticket_perms.iter().map(|p| (p.resource_id.clone(), p.resource_scopes.clone())).collect();
+        Assessment { state, client, ticket, ticket_perms, merged, now, requested }
+    }
+
+    fn record(&self, outcome: &str, granted: &[GrantedPermission], policies: &[PolicyId]) -> AuditRecord {
+        let ids: Vec<&str> = self.ticket_perms.iter().map(|p| p.resource_id.as_str()).collect();
+        let granted: BTreeMap<&str, &Vec<String>> =
+            granted.iter().map(|g| (g.resource_id.as_str(), &g.resource_scopes)).collect();
+        AuditRecord {
+            audit_id: 0,
+            at: self.now,
+            client_id: self.client.client_id.clone(),
+            party_iss: self.merged.party.iss.clone(),
+            party_sub: self.merged.party.sub.clone(),
+            owner: self.ticket.owner.clone(),
+            resource_ids: json!(ids).to_string(),
+            requested: json!(self.requested).to_string(),
+            granted: json!(granted).to_string(),
+            outcome: outcome.to_owned(),
+            policies: json!(policies).to_string(),
+            claim_sources: json!(self.merged.sources).to_string(),
+        }
+    }
+
+    /// A new ticket for this client, carrying the permissions and the claims verified so far.
+    fn next_ticket(
+        &self,
+        lifetime: i64,
+        pending_id: Option<String>,
+    ) -> Result<(OpaqueToken, TicketRecord), OAuthError> {
+        let token = random()?;
+        let carried = (self.merged.party.source != ClaimSource::None)
+            .then(|| to_json(&Carried { party: self.merged.party.clone(), sources: self.merged.sources.clone() }))
+            .transpose()?;
+        let rec = TicketRecord {
+            digest: token.digest().as_str().to_owned(),
+            owner: self.ticket.owner.clone(),
+            rs_client_id: self.ticket.rs_client_id.clone(),
+            permissions: self.ticket.permissions.clone(),
+            created_at: self.now,
+            expires_at: self.now + lifetime,
+            client_id: Some(self.client.client_id.clone()),
+            carried,
+            pending_id,
+        };
+        Ok((token, rec))
+    }
+
+    /// `need_info` (Grant §3.3.6) with a rotated ticket. For a refused claim token the required
+    /// claims are those the policies still need or, when none, every format and issuer trusted.
+    async fn need_info(&self, verdict: &Verdict, policies: &[PolicyId], refused: Option<&VerifyError>) -> OAuthError {
+        let claims: Vec<Value> = match verdict {
+            Verdict::NeedInfo(needed) => required_claims(needed, &*self.state.verifiers)
+                .into_iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
+            _ => self
+                .state
+                .verifiers
+                .summary()
+                .into_iter()
+                .map(|(_, format, issuer)| json!({"claim_token_format": [format], "issuer": [issuer]}))
+                .collect(),
+        };
+        let result = async {
+            let (token, rec) = self.next_ticket(self.state.settings.tokens.ticket, None)?;
+            let audit = self.record("need_info", &[], policies);
+            self.state
+                .store
+                .rotate_ticket(&RotateTicket { ticket: &rec, new_pending: None, polled: None, audit: &audit })
+                .await?;
+            Ok::<_, OAuthError>(token)
+        }
+        .await;
+        let token = match result {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+        let (description, detail) = match refused {
+            Some(e) => (e.public_description(), format!("claim token refused: {:?}", e.reason())),
+            None => ("more claims about the requesting party are needed", "need_info".to_owned()),
+        };
+        let mut err = OAuthError::new(ErrorCode::NeedInfo)
+            .describe(description)
+            .detail(detail)
+            .with_member("ticket", json!(token.expose()));
+        if !claims.is_empty() {
+            err = err.with_member("required_claims", Value::Array(claims));
+        }
+        err
+    }
+
+    /// `request_submitted` (Grant §3.3.6): the request waits for the owner; a poll gets a new ticket,
+    /// and a poll faster than the interval a longer interval (checklist A-22).
+    async fn submitted(
+        &self,
+        awaiting: Vec<Permission>,
+        pending: Option<PendingRequestRecord>,
+        policies: &[PolicyId],
+    ) -> OAuthError {
+        let result = async {
+            let base = self.state.settings.uma.poll_interval_secs;
+            let (pending_id, interval, new_pending) = match pending.filter(|p| p.status == "pending") {
+                Some(p) => {
+                    let too_fast = self.now - p.last_poll_at < p.poll_interval;
+                    let interval =
+                        if too_fast { (p.poll_interval * 2).min(MAX_INTERVAL_SECS) } else { p.poll_interval };
+                    (p.pending_id, interval, None)
+                }
+                None => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let rec = PendingRequestRecord {
+                        pending_id: id.clone(),
+                        owner: self.ticket.owner.clone(),
+                        rs_client_id: self.ticket.rs_client_id.clone(),
+                        client_id: self.client.client_id.clone(),
+                        party: to_json(&self.merged.party)?,
+                        permissions: to_json(&awaiting)?,
+                        status: "pending".to_owned(),
+                        approved: None,
+                        approval_expires_at: 0,
+                        poll_interval: base,
+                        last_poll_at: self.now,
+                        created_at: self.now,
+                        decided_at: None,
+                    };
+                    (id, base, Some(rec))
+                }
+            };
+            let (token, rec) =
+                self.next_ticket(self.state.settings.uma.pending_ticket_lifetime_secs, Some(pending_id.clone()))?;
+            let audit = self.record("request_submitted", &[], policies);
+            let polled = new_pending.is_none().then_some((pending_id.as_str(), interval));
+            self.state
+                .store
+                .rotate_ticket(&RotateTicket { ticket: &rec, new_pending: new_pending.as_ref(), polled, audit: &audit })
+                .await?;
+            Ok::<_, OAuthError>((token, interval))
+        }
+        .await;
+        match result {
+            Ok((token, interval)) => OAuthError::new(ErrorCode::RequestSubmitted)
+                .describe("the resource owner has been asked to approve this request")
+                .detail("request submitted to the owner")
+                .with_member("ticket", json!(token.expose()))
+                .with_member("interval", json!(interval)),
+            Err(e) => e,
+        }
+    }
+
+    /// The RPT (Grant §3.3.5), its refresh token and PCT, an upgrade's retirement, the audit: one write.
+    async fn issue(
+        &self,
+        granted: Vec<GrantedPermission>,
+        policies: &[PolicyId],
+        granting: &[PolicyId],
+        shares: &[sharing::Share],
+        old: Option<RptRecord>,
+        presented_rpt: Option<&str>,
+    ) -> Result<UmaSuccess, OAuthError> {
+        let state = self.state;
+        let store = &state.store;
+        let lifetimes = &state.settings.tokens;
+        let audit = self.record("rpt", &granted, policies);
+        let (permissions, upgraded) = match &old {
+            Some(o) => {
+                let old_perms: Vec<GrantedPermission> =
+                    serde_json::from_str(&o.permissions).map_err(OAuthError::server_error)?;
+                let (merged, all_kept) = rpt::upgrade(&old_perms, &granted, self.now);
+                (merged, Some(all_kept))
+            }
+            None => (granted, None),
+        };
+        let ids: Vec<&str> = permissions.iter().map(|p| p.resource_id.as_str()).collect();
+        let mut aud: Vec<String> =
+            store.find_resources(&ids, &self.ticket.owner, None).await?.into_iter().map(|r| r.rs_client_id).collect();
+        aud.sort();
+        aud.dedup();
+        let family = uuid::Uuid::new_v4().to_string();
+        let party_id = self.merged.party.entity_id();
+        let exp = self.now + lifetimes.rpt;
+        let minted = rpt::mint(
+            state.settings.uma.rpt_format,
+            &state.keys,
+            &RptClaims {
+                iss: state.settings.issuer.clone(),
+                aud,
+                exp,
+                iat: self.now,
+                jti: uuid::Uuid::new_v4().simple().to_string(),
+                client_id: self.client.client_id.clone(),
+                permissions: permissions.clone(),
+            },
+        )?;
+        let permissions_json = to_json(&permissions)?;
+        let rpt_rec = RptRecord {
+            digest: minted.digest.as_str().to_owned(),
+            client_id: self.client.client_id.clone(),
+            owner: self.ticket.owner.clone(),
+            party: party_id.clone(),
+            permissions: permissions_json.clone(),
+            issued_at: self.now,
+            expires_at: exp,
+            family: family.clone(),
+            revoked_at: None,
+        };
+        let refresh = if self.client.metadata.allows_grant(GrantType::RefreshToken) {
+            let token = random()?;
+            let rec = RefreshTokenRecord {
+                digest: token.digest().as_str().to_owned(),
+                client_id: self.client.client_id.clone(),
+                owner: self.ticket.owner.clone(),
+                scope: String::new(),
+                family: family.clone(),
+                issued_at: self.now,
+                expires_at: self.now + lifetimes.refresh_token,
+                permissions: Some(permissions_json),
+                party: Some(party_id.clone()),
+            };
+            Some((token, rec))
+        } else {
+            None
+        };
+        let pct = self.pct(granting, shares)?;
+        let done = store
+            .issue_rpt(&IssueRpt {
+                ticket_digest: Some(&self.ticket.digest),
+                rpt: &rpt_rec,
+                refresh: refresh.as_ref().map(|(_, r)| r),
+                pct: pct.as_ref().map(|(_, r)| r),
+                retire: old.as_ref().map(|o| o.digest.as_str()),
+                audit: Some(&audit),
+            })
+            .await?;
+        if !done {
+            return Err(invalid_grant("the RPT cannot be upgraded by this request", "lost a concurrent upgrade"));
+        }
+        tracing::info!(client_id = %self.client.client_id, owner = %self.ticket.owner, upgraded = ?upgraded, "RPT issued");
+        Ok(UmaSuccess {
+            access_token: minted.value,
+            token_type: "Bearer",
+            expires_in: lifetimes.rpt,
+            refresh_token: refresh.map(|(t, _)| t.expose().to_owned()),
+            pct: pct.map(|(t, _)| t.expose().to_owned()),
+            // `upgraded` answers an `rpt` that was an RPT; an ignored one gets no member (A-12).
+            upgraded: presented_rpt.and(upgraded),
+        })
+    }
+
+    /// A PCT when the client opted in and fresh claims (pushed or gathered) led to the grant; it keeps
+    /// only the claims the granting policies read (checklist A-13).
+    fn pct(
+        &self,
+        granting: &[PolicyId],
+        shares: &[sharing::Share],
+    ) -> Result<Option<(OpaqueToken, PctRecord)>, OAuthError> {
+        let party = &self.merged.party;
+        let fresh = matches!(party.source, ClaimSource::Pushed | ClaimSource::Gathered);
+        if !self.client.metadata.persist_pushed_claims || !fresh || party.iss.is_none() {
+            return Ok(None);
+        }
+        let mut keep = self.state.policies.claims_read(granting);
+        for id in granting {
+            if let Some(share) = shares.iter().find(|s| id.as_str().starts_with(&format!("share:{}:", s.id))) {
+                keep.extend(share.matcher.0.keys().cloned());
+            }
+        }
+        let token = random()?;
+        let rec = PctRecord {
+            digest: token.digest().as_str().to_owned(),
+            client_id: self.client.client_id.clone(),
+            party: party.entity_id(),
+            claims: to_json(&persistable(party, &keep))?,
+            issued_at: self.now,
+            expires_at: self.now + self.state.settings.tokens.pct,
+            revoked_at: None,
+        };
+        Ok(Some((token, rec)))
+    }
+}
+
+/// The refresh token grant for an RPT (Grant §3.6): the same or fewer permissions, never a new
+/// assessment; the refresh token rotates within its family.
+pub async fn refresh_rpt(
+    state: &AppState,
+    client: &Client,
+    spent: &RefreshTokenRecord,
+    scope: Option<&str>,
+    now: UnixTime,
+) -> Result<UmaSuccess, OAuthError> {
+    let held: Vec<GrantedPermission> =
+        serde_json::from_str(spent.permissions.as_deref().unwrap_or("[]")).map_err(OAuthError::server_error)?;
+    let permissions = rpt::downscope(&held, scope, now).map_err(|extra| {
+        OAuthError::new(ErrorCode::InvalidScope)
+            .describe("a refresh cannot widen the original grant")
+            .detail(format!("scope `{extra}` not in the original grant"))
+    })?;
+    if permissions.is_empty() {
+        return Err(invalid_grant("the refresh token is invalid, expired or revoked", "every permission has ended"));
+    }
+    let lifetimes = &state.settings.tokens;
+    let exp = now + lifetimes.rpt;
+    let ids: Vec<&str> = permissions.iter().map(|p| p.resource_id.as_str()).collect();
+    let mut aud: Vec<String> =
+        state.store.find_resources(&ids, &spent.owner, None).await?.into_iter().map(|r| r.rs_client_id).collect();
+    aud.sort();
+    aud.dedup();
+    let minted = rpt::mint(
+        state.settings.uma.rpt_format,
+        &state.keys,
+        &RptClaims {
+            iss: state.settings.issuer.clone(),
+            aud,
+            exp,
+            iat: now,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            client_id: client.client_id.clone(),
+            permissions: permissions.clone(),
+        },
+    )?;
+    let party = spent.party.clone().unwrap_or_default();
+    let permissions_json = to_json(&permissions)?;
+    let refresh = random()?;
+    let rpt_rec = RptRecord {
+        digest: minted.digest.as_str().to_owned(),
+        client_id: client.client_id.clone(),
+        owner: spent.owner.clone(),
+        party: party.clone(),
+        permissions: permissions_json.clone(),
+        issued_at: now,
+        expires_at: exp,
+        family: spent.family.clone(),
+        revoked_at: None,
+    };
+    let refresh_rec = RefreshTokenRecord {
+        digest: refresh.digest().as_str().to_owned(),
+        client_id: client.client_id.clone(),
+        owner: spent.owner.clone(),
+        scope: String::new(),
+        family: spent.family.clone(),
+        issued_at: now,
+        // A refresh never extends the grant: the new refresh token ends when the spent one would have.
+        expires_at: spent.expires_at,
+        permissions: Some(permissions_json),
+        party: Some(party),
+    };
+    state
+        .store
+        .issue_rpt(&IssueRpt {
+            ticket_digest: None,
+            rpt: &rpt_rec,
+            refresh: Some(&refresh_rec),
+            pct: None,
+            retire: None,
+            audit: None,
+        })
+        .await?;
+    Ok(UmaSuccess {
+        access_token: minted.value,
+        token_type: "Bearer",
+        expires_in: lifetimes.rpt,
+        refresh_token: Some(refresh.expose().to_owned()),
+        pct: None,
+        upgraded: None,
+    })
+}
