@@ -26,14 +26,21 @@ pub struct PendingView {
     pub decided_at: Option<UnixTime>,
 }
 
-/// Who asks: the verified identity and claims (never a token).
+/// Who asks: the verified issuer and subject. The other claims stay with Tessera: this API answers a
+/// resource server holding the owner's PAT, and claims are never shown to a resource server.
 #[derive(Debug, Serialize)]
 pub struct PartyView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    pub claims: serde_json::Map<String, Value>,
+}
+
+/// The answer to a decision.
+#[derive(Debug, Serialize)]
+pub struct Decided {
+    pub id: String,
+    pub status: &'static str,
 }
 
 /// The owner's decision.
@@ -65,7 +72,7 @@ fn view(rec: PendingRequestRecord) -> Result<PendingView, OAuthError> {
     Ok(PendingView {
         id: rec.pending_id,
         client_id: rec.client_id,
-        requesting_party: PartyView { iss: party.iss, sub: party.sub, claims: party.claims.into_iter().collect() },
+        requesting_party: PartyView { iss: party.iss, sub: party.sub },
         permissions,
         status: rec.status,
         created_at: rec.created_at,
@@ -100,7 +107,7 @@ pub async fn decide(
     id: &str,
     d: Decision,
     now: UnixTime,
-) -> Result<PendingView, OAuthError> {
+) -> Result<Decided, OAuthError> {
     let rec = store
         .find_pending(id)
         .await?
@@ -144,10 +151,7 @@ pub async fn decide(
         remember(store, engine, pat, &rec, approved, (expires_at != 0).then_some(expires_at), now).await?;
     }
     tracing::info!(pending_id = %id, owner = %pat.owner, status, "pending request decided");
-    let mut updated = rec;
-    updated.status = status.to_owned();
-    updated.decided_at = Some(now);
-    view(updated)
+    Ok(Decided { id: rec.pending_id, status })
 }
 
 /// An approval kept as shares for the same requesting party (issuer and subject).

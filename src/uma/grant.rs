@@ -143,7 +143,7 @@ pub async fn grant(
         invalid_grant("the PCT is not valid for this request", "PCT of another requesting party than the claims")
     })?;
     let old_rpt = match p.rpt {
-        Some(v) => rpt_to_upgrade(store, client, &t.owner, &merged.party, v, now).await?,
+        Some(v) => rpt_to_upgrade(store, client, &t.owner, v, now).await?,
         None => None,
     };
 
@@ -240,17 +240,19 @@ async fn pct_claims(store: &Store, client: &Client, value: &str, now: UnixTime) 
     Ok(party)
 }
 
+const UPGRADE_REFUSED: &str = "the RPT cannot be upgraded by this request";
+
 /// The RPT an upgrade builds on (checklist A-12): `None` when `value` is no RPT at all (ignored);
-/// `invalid_grant` when it is an RPT this request may not extend.
+/// `invalid_grant` when it is an RPT this client may not extend. Whether it is the same requesting
+/// party is checked when the RPT is issued: the claims may still be missing at this round.
 async fn rpt_to_upgrade(
     store: &Store,
     client: &Client,
     owner: &str,
-    party: &RequestingParty,
     value: &str,
     now: UnixTime,
 ) -> Result<Option<RptRecord>, OAuthError> {
-    const REFUSED: &str = "the RPT cannot be upgraded by this request";
+    const REFUSED: &str = UPGRADE_REFUSED;
     let Some(rec) = store.find_rpt(crate::oauth::tokens::TokenDigest::of(value).as_str()).await? else {
         return Ok(None);
     };
@@ -260,8 +262,8 @@ async fn rpt_to_upgrade(
     if rec.revoked_at.is_some() {
         return Err(invalid_grant(REFUSED, "revoked RPT"));
     }
-    if rec.client_id != client.client_id || rec.owner != owner || rec.party != party.entity_id() {
-        return Err(invalid_grant(REFUSED, "RPT of another client, requesting party or resource owner"));
+    if rec.client_id != client.client_id || rec.owner != owner {
+        return Err(invalid_grant(REFUSED, "RPT of another client or resource owner"));
     }
     Ok(Some(rec))
 }
@@ -490,6 +492,9 @@ impl<'a> Assessment<'a> {
         let lifetimes = &state.settings.tokens;
         let audit = self.record("rpt", &granted, policies);
         let (permissions, upgraded) = match &old {
+            Some(o) if o.party != self.merged.party.entity_id() => {
+                return Err(invalid_grant(UPGRADE_REFUSED, "RPT of another requesting party"));
+            }
             Some(o) => {
                 let old_perms: Vec<GrantedPermission> =
                     serde_json::from_str(&o.permissions).map_err(OAuthError::server_error)?;
@@ -560,7 +565,7 @@ impl<'a> Assessment<'a> {
             })
             .await?;
         if !done {
-            return Err(invalid_grant("the RPT cannot be upgraded by this request", "lost a concurrent upgrade"));
+            return Err(invalid_grant(UPGRADE_REFUSED, "lost a concurrent upgrade"));
         }
         tracing::info!(client_id = %self.client.client_id, owner = %self.ticket.owner, upgraded = ?upgraded, "RPT issued");
         Ok(UmaSuccess {

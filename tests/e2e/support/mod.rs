@@ -10,6 +10,7 @@ pub mod jwks_server;
 pub mod oauth;
 pub mod process;
 pub mod proxy;
+pub mod uma;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
