@@ -29,8 +29,10 @@ CREATE TABLE pct (
     claims     TEXT NOT NULL,                    -- JSON: the requesting party as the policies saw it
     issued_at  BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
-    revoked_at BIGINT
+    revoked_at BIGINT,
+    family     TEXT                              -- the grant family of the RPT it came with
 );
+CREATE INDEX pct_family ON pct (family);
 
 -- A request waiting for its resource owner (UMA request_submitted).
 CREATE TABLE pending_request (

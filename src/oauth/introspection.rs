@@ -84,8 +84,12 @@ async fn introspect_rpt(
     let held: Vec<GrantedPermission> = serde_json::from_str(&rpt.permissions).map_err(OAuthError::server_error)?;
     let ids: Vec<&str> = held.iter().map(|p| p.resource_id.as_str()).collect();
     let visible = store.find_resources(&ids, &rpt.owner, Some(&caller.client_id)).await?;
-    let permissions: Vec<&GrantedPermission> =
-        held.iter().filter(|p| p.is_valid_at(now) && visible.iter().any(|r| r.resource_id == p.resource_id)).collect();
+    // A permission never outlives the token carrying it (FedAuthz §5.1.1, checklist F-5.1.1-c).
+    let permissions: Vec<GrantedPermission> = held
+        .iter()
+        .filter(|p| p.is_valid_at(now) && visible.iter().any(|r| r.resource_id == p.resource_id))
+        .map(|p| GrantedPermission { exp: p.exp.map(|e| e.min(rpt.expires_at)), ..p.clone() })
+        .collect();
     if permissions.is_empty() {
         return Ok(inactive);
     }

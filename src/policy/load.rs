@@ -287,6 +287,9 @@ pub(crate) struct LoadedPolicies {
     pub slices: Slices,
     /// What each permit could need from the party (see `required_claims::may_need_claims`).
     pub permit_needs: HashMap<PolicyId, super::required_claims::PermitNeeds>,
+    /// Every party attribute some `forbid` reads: a PCT must keep these, or leaving one out could
+    /// silently disarm the forbid on a later request.
+    pub forbid_attrs: std::collections::BTreeSet<String>,
     /// Ids of permits annotated `@approval("owner")`.
     pub approval: HashSet<PolicyId>,
     /// One share template per declared scope.
@@ -307,6 +310,7 @@ impl LoadedPolicies {
             action_groups: HashMap::new(),
             all: PolicySet::new(),
             permit_needs: HashMap::new(),
+            forbid_attrs: Default::default(),
             slices: Slices::default(),
             approval: HashSet::new(),
             share_templates: HashMap::new(),
@@ -479,6 +483,11 @@ impl LoadedPolicies {
             .filter(|p| p.effect() == Effect::Permit)
             .map(|p| (p.id().clone(), super::required_claims::PermitNeeds::of(p)))
             .collect();
+        let forbid_attrs = all
+            .policies()
+            .filter(|p| p.effect() == Effect::Forbid)
+            .flat_map(|p| super::required_claims::PermitNeeds::of(p).attrs)
+            .collect();
         let approval =
             all.policies().filter(|p| p.annotation("approval") == Some("owner")).map(|p| p.id().clone()).collect();
         let slices = slice(&all, &action_groups).map_err(|message| {
@@ -492,6 +501,7 @@ impl LoadedPolicies {
             action_groups,
             all,
             permit_needs,
+            forbid_attrs,
             slices,
             approval,
             share_templates,

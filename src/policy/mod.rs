@@ -142,14 +142,18 @@ impl PolicyEngine {
         &self.dir
     }
 
-    /// The party attributes that the given policies read (`principal.x`, `principal has x`): what a PCT
-    /// may keep of the claims that led to a grant. Ids of no loaded policy read nothing.
-    pub fn claims_read(&self, ids: &[PolicyId]) -> BTreeSet<String> {
+    /// What a PCT keeps of the claims that led to a grant: the party attributes that the given permits
+    /// read (`principal.x`, `principal has x`), plus every attribute any `forbid` reads, so that a later
+    /// request on the PCT alone is refused wherever the full claims would have been.
+    pub fn claims_to_persist(&self, granting: &[PolicyId]) -> BTreeSet<String> {
         let loaded = self.current();
-        ids.iter()
+        let mut out: BTreeSet<String> = granting
+            .iter()
             .filter_map(|id| loaded.permit_needs.get(&cedar_policy::PolicyId::new(id.as_str())))
             .flat_map(|n| n.attrs.iter().cloned())
-            .collect()
+            .collect();
+        out.extend(loaded.forbid_attrs.iter().cloned());
+        out
     }
 
     /// Whether the schema declares this scope (an undeclared scope is always denied).

@@ -343,6 +343,8 @@ impl Store {
             .bind(family)
             .execute(&mut *tx)
             .await?;
+        // A PCT issued with a revoked grant goes with it, claims included (threats D1, D9).
+        sqlx::query("DELETE FROM pct WHERE family = $1").bind(family).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -157,6 +157,8 @@ pub struct PctRecord {
     pub issued_at: UnixTime,
     pub expires_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
+    /// The grant family of the RPT it came with: revoked with it (threats D1).
+    pub family: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

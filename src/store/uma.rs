@@ -39,8 +39,11 @@ pub struct IssueRpt<'a> {
     pub rpt: &'a RptRecord,
     pub refresh: Option<&'a RefreshTokenRecord>,
     pub pct: Option<&'a PctRecord>,
-    /// The RPT an upgrade retires; the transaction fails unless this call is the one that retires it.
-    pub retire: Option<&'a str>,
+    /// The RPT an upgrade retires (digest, grant family): the transaction fails unless this call is
+    /// the one that retires it; the refresh tokens of its family end with it.
+    pub retire: Option<(&'a str, &'a str)>,
+    /// A refresh: fail if anything of the family was revoked meanwhile (a replay racing this use).
+    pub family_must_be_live: bool,
     /// The assessment's record (none for a refresh, which assesses nothing).
     pub audit: Option<&'a AuditRecord>,
 }
@@ -124,7 +127,10 @@ impl Store {
     }
 
     /// For a ticket presented again after it was used: the grant family its first redemption produced
-    /// (`Some(None)` when it produced none). `None`: not a used ticket.
+    /// (`Some(None)` when it produced none, or has not finished yet). `None`: not a used ticket.
+    ///
+    /// A presentation racing the first redemption does not stop it: of concurrent redemptions exactly
+    /// one gets its RPT (checklist G-5.5-g); only a replay after it revokes what it produced.
     pub async fn used_ticket_family(&self, digest: &str) -> Result<Option<Option<String>>, StoreError> {
         Ok(sqlx::query_scalar::<_, Option<String>>(
             "SELECT family FROM ticket WHERE digest = $1 AND used_at IS NOT NULL",
@@ -141,7 +147,7 @@ impl Store {
     /// retired by a concurrent request first (threats D4); nothing was written.
     pub async fn issue_rpt(&self, w: &IssueRpt<'_>) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(old) = w.retire {
+        if let Some((old, old_family)) = w.retire {
             let done = sqlx::query(
                 "UPDATE access_token SET revoked_at = $1 WHERE digest = $2 AND kind = 'rpt' AND revoked_at IS NULL",
             )
@@ -150,6 +156,22 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query("UPDATE refresh_token SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL")
+                .bind(w.rpt.issued_at)
+                .bind(old_family)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if w.family_must_be_live {
+            let revoked: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM refresh_token WHERE family = $1 AND revoked_at IS NOT NULL LIMIT 1")
+                    .bind(&w.rpt.family)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if revoked.is_some() {
                 tx.rollback().await?;
                 return Ok(false);
             }
@@ -190,8 +212,8 @@ impl Store {
         }
         if let Some(p) = w.pct {
             sqlx::query(
-                "INSERT INTO pct (digest, client_id, party, claims, issued_at, expires_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+                "INSERT INTO pct (digest, client_id, party, claims, issued_at, expires_at, revoked_at, family)
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
             )
             .bind(&p.digest)
             .bind(&p.client_id)
@@ -199,15 +221,21 @@ impl Store {
             .bind(&p.claims)
             .bind(p.issued_at)
             .bind(p.expires_at)
+            .bind(&p.family)
             .execute(&mut *tx)
             .await?;
         }
         if let Some(t) = w.ticket_digest {
-            sqlx::query("UPDATE ticket SET family = $1 WHERE digest = $2")
+            // One grant per ticket, whatever else happens.
+            let done = sqlx::query("UPDATE ticket SET family = $1 WHERE digest = $2 AND family IS NULL")
                 .bind(&r.family)
                 .bind(t)
                 .execute(&mut *tx)
                 .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
         }
         if let Some(a) = w.audit {
             insert_audit_on(&mut tx, a).await?;
@@ -344,7 +372,7 @@ impl Store {
 
     pub async fn find_pct(&self, digest: &str) -> Result<Option<PctRecord>, StoreError> {
         Ok(sqlx::query_as::<_, PctRecord>(
-            "SELECT digest, client_id, party, claims, issued_at, expires_at, revoked_at FROM pct WHERE digest = $1",
+            "SELECT digest, client_id, party, claims, issued_at, expires_at, revoked_at, family FROM pct WHERE digest = $1",
         )
         .bind(digest)
         .fetch_optional(&self.pool)

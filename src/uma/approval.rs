@@ -141,6 +141,13 @@ pub async fn decide(
             ("approved", Some(approved))
         }
     };
+    if d.remember && approved.is_some() {
+        // Checked before the decision is stored, so a refusal here leaves the request pending.
+        let party: RequestingParty = serde_json::from_str(&rec.party).map_err(OAuthError::server_error)?;
+        if party.iss.is_none() || party.sub.is_none() {
+            return Err(OAuthError::invalid_request("an anonymous requesting party cannot be remembered"));
+        }
+    }
     let approved_json = approved.as_ref().map(serde_json::to_string).transpose().map_err(OAuthError::server_error)?;
     if !store.decide_pending(id, &pat.owner, status, approved_json.as_deref(), expires_at, now).await? {
         return Err(OAuthError::not_found());

@@ -34,6 +34,9 @@ pub enum ScopeError {
     NothingToAssess(String),
 }
 
+/// A (resource id, scope) pair the ticket asked for that can no longer be granted.
+pub type Unavailable = (String, String);
+
 /// The requested scopes per resource, plus the (resource, scope) pairs the ticket asked for that can no
 /// longer be granted (the resource was deleted, or the scope unregistered, since the ticket was
 /// issued): those count as denied.
@@ -42,7 +45,7 @@ pub fn requested_scopes(
     registered: &[RegisteredResource],
     client_registered: &[&str],
     client_requested: Option<&str>,
-) -> Result<(Vec<Requested>, Vec<(String, String)>), ScopeError> {
+) -> Result<(Vec<Requested>, Vec<Unavailable>), ScopeError> {
     let asked: Vec<&str> =
         client_requested.map(|s| s.split(' ').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
     for s in &asked {
@@ -114,7 +117,7 @@ pub enum Verdict {
 /// granted as soon as anything was.
 pub fn combine(
     decisions: &[ResourceDecision],
-    unavailable: &[(String, String)],
+    unavailable: &[Unavailable],
     approvals: &dyn Approvals,
     partial: bool,
 ) -> (Verdict, Vec<PolicyId>) {

@@ -102,9 +102,12 @@ pub async fn grant(
     };
     // The PCT and the pushed token are checked before the ticket is spent, so that a store or IdP
     // outage (503) does not cost the client its ticket.
-    let pct_party = match p.pct {
-        Some(v) => Some(pct_claims(store, client, v, now).await?),
-        None => None,
+    let (pct_party, pct_expires_at) = match p.pct {
+        Some(v) => {
+            let (party, exp) = pct_claims(store, client, v, now).await?;
+            (Some(party), Some(exp))
+        }
+        None => (None, None),
     };
     let pushed = match pushed_token {
         Some((raw, format)) => {
@@ -148,6 +151,7 @@ pub async fn grant(
     };
 
     let mut a = Assessment::new(state, client, &t, &ticket_perms, &merged, now);
+    a.pct_expires_at = pct_expires_at;
     let ids: Vec<&str> = ticket_perms.iter().map(|p| p.resource_id.as_str()).collect();
     let records = store.find_resources(&ids, &t.owner, Some(&t.rs_client_id)).await?;
     let mut registered = Vec::with_capacity(records.len());
@@ -178,8 +182,14 @@ pub async fn grant(
         };
     a.requested = requested.iter().map(|r| (r.resource_id.clone(), r.scopes.clone())).collect();
     let shares = sharing::active_shares(store, &ids, now).await.map_err(OAuthError::unavailable)?;
+    // An owner's decision holds for the party and client it was asked for, nobody else: a ticket
+    // whose claims now name someone else starts a new request.
     let pending = match &t.pending_id {
-        Some(id) => store.find_pending(id).await?,
+        Some(id) => store.find_pending(id).await?.filter(|p| {
+            p.client_id == client.client_id
+                && serde_json::from_str::<RequestingParty>(&p.party)
+                    .is_ok_and(|asker| asker.entity_id() == merged.party.entity_id())
+        }),
         None => None,
     };
     let permissions: Vec<PermissionRequest> = requested
@@ -210,7 +220,11 @@ pub async fn grant(
     match verdict {
         Verdict::Rpt(granted) => {
             let granting = granting_policies(&decisions);
-            a.issue(granted, &policies, &granting, &shares, old_rpt, p.rpt).await
+            let upgrade = match old_rpt {
+                Some(old) => Some(a.reassess(old, &client_info, &policies).await?),
+                None => None,
+            };
+            a.issue(granted, &policies, &granting, &shares, upgrade, p.rpt).await
         }
         Verdict::NeedInfo(_) => Err(a.need_info(&verdict, &policies, None).await),
         Verdict::Submitted(awaiting) => Err(a.submitted(awaiting, pending, &policies).await),
@@ -225,7 +239,12 @@ pub async fn grant(
 
 /// The claims of a PCT this client holds (Grant §3.3.1; checklist A-13: anything else is
 /// `invalid_grant`).
-async fn pct_claims(store: &Store, client: &Client, value: &str, now: UnixTime) -> Result<RequestingParty, OAuthError> {
+async fn pct_claims(
+    store: &Store,
+    client: &Client,
+    value: &str,
+    now: UnixTime,
+) -> Result<(RequestingParty, UnixTime), OAuthError> {
     const REFUSED: &str = "the PCT is invalid, expired or revoked";
     let rec = store.find_pct(OpaqueToken::presented(value).digest().as_str()).await?;
     let rec = rec
@@ -237,7 +256,7 @@ async fn pct_claims(store: &Store, client: &Client, value: &str, now: UnixTime) 
     }
     let mut party: RequestingParty = serde_json::from_str(&rec.claims).map_err(OAuthError::server_error)?;
     party.source = ClaimSource::Pct;
-    Ok(party)
+    Ok((party, rec.expires_at))
 }
 
 const UPGRADE_REFUSED: &str = "the RPT cannot be upgraded by this request";
@@ -279,6 +298,14 @@ fn granting_policies(decisions: &[ResourceDecision]) -> Vec<PolicyId> {
     set.into_iter().collect()
 }
 
+/// An RPT to upgrade, with those of its permissions that the policies still grant.
+struct Upgrade {
+    old: RptRecord,
+    kept: Vec<GrantedPermission>,
+    /// UMA's `upgraded`: every permission of the old RPT is still granted.
+    all_kept: bool,
+}
+
 /// The owner's decision on the pending request this ticket waits for.
 struct PendingApprovals<'a> {
     pending: Option<&'a PendingRequestRecord>,
@@ -316,6 +343,8 @@ struct Assessment<'a> {
     merged: &'a Merged,
     now: UnixTime,
     requested: BTreeMap<String, Vec<String>>,
+    /// The end of the PCT presented, if any.
+    pct_expires_at: Option<UnixTime>,
 }
 
 impl<'a> Assessment<'a> {
@@ -328,7 +357,7 @@ impl<'a> Assessment<'a> {
         now: UnixTime,
     ) -> Self {
         let requested = ticket_perms.iter().map(|p| (p.resource_id.clone(), p.resource_scopes.clone())).collect();
-        Assessment { state, client, ticket, ticket_perms, merged, now, requested }
+        Assessment { state, client, ticket, ticket_perms, merged, now, requested, pct_expires_at: None }
     }
 
     fn record(&self, outcome: &str, granted: &[GrantedPermission], policies: &[PolicyId]) -> AuditRecord {
@@ -392,7 +421,7 @@ impl<'a> Assessment<'a> {
                 .collect(),
         };
         let result = async {
-            let (token, rec) = self.next_ticket(self.state.settings.tokens.ticket, None)?;
+            let (token, rec) = self.next_ticket(self.state.settings.tokens.ticket, self.ticket.pending_id.clone())?;
             let audit = self.record("need_info", &[], policies);
             self.state
                 .store
@@ -477,6 +506,70 @@ impl<'a> Assessment<'a> {
         }
     }
 
+    /// Checklist A-12 and threats: an upgrade re-assesses the old RPT's permissions for this party
+    /// now, so carrying them into a new token never extends a grant the policies no longer make.
+    /// Permissions that needed a one-time owner approval are not carried (the owner can remember it).
+    async fn reassess(
+        &self,
+        old: RptRecord,
+        client: &ClientInfo,
+        policies: &[PolicyId],
+    ) -> Result<Upgrade, OAuthError> {
+        let store = &self.state.store;
+        if old.party != self.merged.party.entity_id() {
+            store.insert_audit(&self.record("invalid_grant", &[], policies)).await?;
+            return Err(invalid_grant(UPGRADE_REFUSED, "RPT of another requesting party"));
+        }
+        let held: Vec<GrantedPermission> = serde_json::from_str(&old.permissions).map_err(OAuthError::server_error)?;
+        let live: Vec<&GrantedPermission> = held.iter().filter(|p| p.is_valid_at(self.now)).collect();
+        let ids: Vec<&str> = live.iter().map(|p| p.resource_id.as_str()).collect();
+        let records = store.find_resources(&ids, &old.owner, None).await?;
+        let mut requests = Vec::new();
+        for rec in &records {
+            let d = description_of(rec)?;
+            let scopes: Vec<String> = live
+                .iter()
+                .filter(|p| p.resource_id == rec.resource_id)
+                .flat_map(|p| p.resource_scopes.iter().cloned())
+                .filter(|s| d.resource_scopes.contains(s))
+                .collect();
+            let resource = ResourceInfo {
+                id: rec.resource_id.clone(),
+                owner: rec.owner.clone(),
+                resource_type: d.resource_type,
+                name: d.name,
+            };
+            requests.push(PermissionRequest { resource, scopes });
+        }
+        let shares = sharing::active_shares(store, &ids, self.now).await.map_err(OAuthError::unavailable)?;
+        let decisions = self.state.policies.assess(&AssessmentRequest {
+            party: &self.merged.party,
+            client,
+            permissions: &requests,
+            shares: &shares,
+            now: self.now,
+            derive_required_claims: false,
+        });
+        let mut kept: Vec<GrantedPermission> = Vec::new();
+        for d in &decisions {
+            for s in d.scopes.iter().filter(|s| s.is_granted()) {
+                // Each keeps its own end: the longest the old RPT gave it.
+                let exp = live
+                    .iter()
+                    .filter(|p| p.resource_id == d.resource_id && p.resource_scopes.contains(&s.scope))
+                    .map(|p| p.exp)
+                    .reduce(|a, b| a.zip(b).map(|(x, y)| x.max(y)));
+                rpt::add(&mut kept, &d.resource_id, &s.scope, exp.flatten());
+            }
+        }
+        let all_kept = held.iter().all(|p| {
+            p.resource_scopes
+                .iter()
+                .all(|s| kept.iter().any(|k| k.resource_id == p.resource_id && k.resource_scopes.contains(s)))
+        });
+        Ok(Upgrade { old, kept, all_kept })
+    }
+
     /// The RPT (Grant §3.3.5), its refresh token and PCT, an upgrade's retirement, the audit: one write.
     async fn issue(
         &self,
@@ -484,23 +577,15 @@ impl<'a> Assessment<'a> {
         policies: &[PolicyId],
         granting: &[PolicyId],
         shares: &[sharing::Share],
-        old: Option<RptRecord>,
+        upgrade: Option<Upgrade>,
         presented_rpt: Option<&str>,
     ) -> Result<UmaSuccess, OAuthError> {
         let state = self.state;
         let store = &state.store;
         let lifetimes = &state.settings.tokens;
         let audit = self.record("rpt", &granted, policies);
-        let (permissions, upgraded) = match &old {
-            Some(o) if o.party != self.merged.party.entity_id() => {
-                return Err(invalid_grant(UPGRADE_REFUSED, "RPT of another requesting party"));
-            }
-            Some(o) => {
-                let old_perms: Vec<GrantedPermission> =
-                    serde_json::from_str(&o.permissions).map_err(OAuthError::server_error)?;
-                let (merged, all_kept) = rpt::upgrade(&old_perms, &granted, self.now);
-                (merged, Some(all_kept))
-            }
+        let (permissions, upgraded) = match &upgrade {
+            Some(u) => (rpt::upgrade(&u.kept, &granted, self.now).0, Some(u.all_kept)),
             None => (granted, None),
         };
         let ids: Vec<&str> = permissions.iter().map(|p| p.resource_id.as_str()).collect();
@@ -553,19 +638,21 @@ impl<'a> Assessment<'a> {
         } else {
             None
         };
-        let pct = self.pct(granting, shares)?;
+        let pct = self.pct(granting, shares, &family)?;
         let done = store
             .issue_rpt(&IssueRpt {
                 ticket_digest: Some(&self.ticket.digest),
                 rpt: &rpt_rec,
                 refresh: refresh.as_ref().map(|(_, r)| r),
                 pct: pct.as_ref().map(|(_, r)| r),
-                retire: old.as_ref().map(|o| o.digest.as_str()),
+                retire: upgrade.as_ref().map(|u| (u.old.digest.as_str(), u.old.family.as_str())),
+                family_must_be_live: false,
                 audit: Some(&audit),
             })
             .await?;
         if !done {
-            return Err(invalid_grant(UPGRADE_REFUSED, "lost a concurrent upgrade"));
+            store.insert_audit(&self.record("invalid_grant", &[], policies)).await?;
+            return Err(invalid_grant(TICKET_REFUSED, "lost a concurrent upgrade, or the ticket was replayed"));
         }
         tracing::info!(client_id = %self.client.client_id, owner = %self.ticket.owner, upgraded = ?upgraded, "RPT issued");
         Ok(UmaSuccess {
@@ -585,13 +672,14 @@ impl<'a> Assessment<'a> {
         &self,
         granting: &[PolicyId],
         shares: &[sharing::Share],
+        family: &str,
     ) -> Result<Option<(OpaqueToken, PctRecord)>, OAuthError> {
         let party = &self.merged.party;
         let fresh = matches!(party.source, ClaimSource::Pushed | ClaimSource::Gathered);
         if !self.client.metadata.persist_pushed_claims || !fresh || party.iss.is_none() {
             return Ok(None);
         }
-        let mut keep = self.state.policies.claims_read(granting);
+        let mut keep = self.state.policies.claims_to_persist(granting);
         for id in granting {
             if let Some(share) = shares.iter().find(|s| id.as_str().starts_with(&format!("share:{}:", s.id))) {
                 keep.extend(share.matcher.0.keys().cloned());
@@ -604,8 +692,10 @@ impl<'a> Assessment<'a> {
             party: party.entity_id(),
             claims: to_json(&persistable(party, &keep))?,
             issued_at: self.now,
-            expires_at: self.now + self.state.settings.tokens.pct,
+            // Claims taken from an earlier PCT never outlive it in a new one.
+            expires_at: (self.now + self.state.settings.tokens.pct).min(self.pct_expires_at.unwrap_or(i64::MAX)),
             revoked_at: None,
+            family: Some(family.to_owned()),
         };
         Ok(Some((token, rec)))
     }
@@ -676,7 +766,7 @@ pub async fn refresh_rpt(
         permissions: Some(permissions_json),
         party: Some(party),
     };
-    state
+    let done = state
         .store
         .issue_rpt(&IssueRpt {
             ticket_digest: None,
@@ -684,9 +774,13 @@ pub async fn refresh_rpt(
             refresh: Some(&refresh_rec),
             pct: None,
             retire: None,
+            family_must_be_live: true,
             audit: None,
         })
         .await?;
+    if !done {
+        return Err(invalid_grant("the refresh token is invalid, expired or revoked", "family revoked meanwhile"));
+    }
     Ok(UmaSuccess {
         access_token: minted.value,
         token_type: "Bearer",

@@ -18,8 +18,9 @@ use crate::both_stores;
 use crate::support::StoreKind;
 use crate::support::oauth::{basic, expect_error, form, post_token};
 use crate::support::uma::{
-    BEHAVIORAL, IDP_ISSUER, IDT, OBSERVATION, OTHER_CLIENT, PCT_CLIENT, PUBLIC_CLIENT, RS1, UMA_CLIENT, UMA_GRANT, Uma,
-    VERIFIER_ID, active_rpt, inactive, permissions, perms, physician_claims, sign_id_token,
+    BEHAVIORAL, Client, IDP_ISSUER, IDT, OBSERVATION, OTHER_CLIENT, PCT_CLIENT, PUBLIC_CLIENT, RS1, SECRET, UMA_CLIENT,
+    UMA_GRANT, Uma, VERIFIER_ID, active_rpt, inactive, permissions, perms, physician_claims, sign_id_token,
+    trust_policy,
 };
 
 const PHYSICIANS_READ: &str = "heart/fhir.cedar#physicians-read";
@@ -800,6 +801,206 @@ async fn every_assessment_is_audited(store: StoreKind) {
     u.stop().await;
 }
 
+/// A resource type the demo policies say nothing about.
+const DOCUMENT: &str = "https://example.test/document";
+
+/// Anyone may view and download anything: outcomes that need no claims.
+const ANYONE: &str = r#"@id("anyone-views")
+permit (principal, action == Tessera::Action::"view", resource);
+
+@id("anyone-downloads")
+permit (principal, action == Tessera::Action::"download", resource);
+"#;
+
+/// A confidential UMA client that pre-registered `scope = "download"` (Grant §3.3.4).
+const DOWNLOAD_CLIENT: Client = Client { id: "download-client", secret: Some(SECRET) };
+
+/// A server deciding with [`ANYONE`] (and the demo `trust.cedar`), `download-client` registered too.
+async fn anyone_may_view(store: StoreKind) -> Uma {
+    let trust = trust_policy();
+    let clients = format!(
+        "[[clients]]\nclient_id = \"{}\"\nclient_secret = \"{SECRET}\"\ngrant_types = [\"{UMA_GRANT}\"]\n\
+         scope = \"download\"\n",
+        DOWNLOAD_CLIENT.id
+    );
+    Uma::start_with_policies(store, Some(&[("anyone.cedar", ANYONE), ("trust.cedar", &trust)]), &clients).await
+}
+
+/// G-3.3-a: a public client (`client_id` in the form, no secret) redeems a ticket.
+async fn a_public_client_redeems_a_ticket(store: StoreKind) {
+    let u = anyone_may_view(store).await;
+    let doc = u.resource(&u.pat, DOCUMENT, &["view", "download"]).await;
+    let t = u.ticket(&doc, &["view"]).await;
+    let r = u.grant(PUBLIC_CLIENT, &t, &[]).await;
+    let rpt = token_of(r.rpt("public client, no claims", &[]), "access_token");
+    let intro = u.introspect(&u.pat, &rpt).await;
+    assert_eq!(active_rpt(&intro, "public-client", &u.t.base), perms(&[(&doc, &["view"])]));
+    u.stop().await;
+}
+
+/// G-3.3.4-b/c/d/e/j, A-5, A-23: a client's `scope` is added where it registered the scope and the
+/// resource offers it; never replaces the ticket's scopes.
+async fn client_scopes_are_added_where_registered_and_offered(store: StoreKind) {
+    let u = anyone_may_view(store).await;
+    let r1 = u.resource(&u.pat, DOCUMENT, &["view", "download"]).await;
+    let r2 = u.resource(&u.pat, DOCUMENT, &["view"]).await;
+    let both =
+        json!([{"resource_id": r1, "resource_scopes": ["view"]}, {"resource_id": r2, "resource_scopes": ["view"]}]);
+
+    let t = u.ticket_with(&u.pat, both.clone()).await;
+    let r = u.grant(DOWNLOAD_CLIENT, &t, &[("scope", "download")]).await;
+    let rpt = token_of(r.rpt("registered scope=download", &[]), "access_token");
+    assert_eq!(
+        active_rpt(&u.introspect(&u.pat, &rpt).await, "download-client", &u.t.base),
+        perms(&[(&r1, &["view", "download"]), (&r2, &["view"])])
+    );
+
+    // A client that did not register `download`: ignored, not an error (A-5).
+    let t = u.ticket_with(&u.pat, both.clone()).await;
+    let r = u.grant(OTHER_CLIENT, &t, &[("scope", "download")]).await;
+    let rpt = token_of(r.rpt("unregistered scope=download", &[]), "access_token");
+    assert_eq!(
+        active_rpt(&u.introspect(&u.pat, &rpt).await, "other-client", &u.t.base),
+        perms(&[(&r1, &["view"]), (&r2, &["view"])])
+    );
+
+    let t = u.ticket_with(&u.pat, both).await;
+    u.grant(DOWNLOAD_CLIENT, &t, &[("scope", "teleport")]).await.error("scope=teleport", 400, "invalid_scope");
+
+    // A zero-scope permission: the registered client scope fills it; without one, nothing to assess.
+    let t = u.ticket_with(&u.pat, json!({"resource_id": r1, "resource_scopes": []})).await;
+    let r = u.grant(DOWNLOAD_CLIENT, &t, &[("scope", "download")]).await;
+    let rpt = token_of(r.rpt("zero-scope + scope=download", &[]), "access_token");
+    assert_eq!(
+        active_rpt(&u.introspect(&u.pat, &rpt).await, "download-client", &u.t.base),
+        perms(&[(&r1, &["download"])])
+    );
+    let t = u.ticket_with(&u.pat, json!({"resource_id": r1, "resource_scopes": []})).await;
+    u.grant(DOWNLOAD_CLIENT, &t, &[]).await.error("zero-scope, no scope", 400, "invalid_scope");
+    u.stop().await;
+}
+
+/// Threats D4: two concurrent upgrades of one RPT, five rounds: exactly one wins each time.
+async fn concurrent_upgrades_of_one_rpt_have_one_winner(store: StoreKind) {
+    let u = Uma::start(store).await;
+    let r1 = u.resource(&u.pat, OBSERVATION, &["read", "write"]).await;
+    let r2 = u.resource(&u.pat, OBSERVATION, &["read", "write"]).await;
+    let idt = u.id_token(UMA_CLIENT, "dr-bob");
+    for round in 1..=5 {
+        let case = format!("round {round}");
+        let rpt1 = token_of(&u.rpt_for(UMA_CLIENT, &r2, &["read"], &[]).await, "access_token");
+        let (ta, tb) = (u.ticket(&r1, &["read"]).await, u.ticket(&r1, &["read"]).await);
+        let upgrade = [("rpt", rpt1.as_str())];
+        let (a, b) = tokio::join!(
+            u.grant_pushing(UMA_CLIENT, &ta, &idt, &upgrade),
+            u.grant_pushing(UMA_CLIENT, &tb, &idt, &upgrade),
+        );
+        let (won, lost) = if a.status == 200 { (a, b) } else { (b, a) };
+        let body = won.rpt(&case, &["refresh_token", "upgraded"]);
+        assert_eq!(body["upgraded"], true, "{case}: {body}");
+        lost.error(&case, 400, "invalid_grant");
+        assert_eq!(u.introspect(&u.pat, &rpt1).await, inactive(), "{case}: the upgraded RPT is retired");
+        let intro = u.introspect(&u.pat, &token_of(body, "access_token")).await;
+        assert_eq!(active_rpt(&intro, "uma-client", &u.t.base), perms(&[(&r1, &["read"]), (&r2, &["read"])]));
+    }
+    u.stop().await;
+}
+
+/// G-3.3.1-h, A-12: an expired RPT is still upgraded for a day after its expiry; after that it is
+/// unknown, so ignored.
+async fn an_expired_rpt_is_upgraded_for_one_day(store: StoreKind) {
+    let u = Uma::start_with(store, "[tokens]\nrpt_lifetime_secs = 10\n").await;
+    let r1 = u.resource(&u.pat, OBSERVATION, &["read", "write"]).await;
+    let r2 = u.resource(&u.pat, OBSERVATION, &["read", "write"]).await;
+
+    let body = u.rpt_for(UMA_CLIENT, &r2, &["read"], &[]).await;
+    assert_eq!(body["expires_in"], 10, "{body}");
+    let rpt1 = token_of(&body, "access_token");
+    u.clock.advance(11);
+    assert_eq!(u.introspect(&u.pat, &rpt1).await, inactive(), "expired");
+    let t = u.ticket(&r1, &["read"]).await;
+    let r = u.grant_pushing(UMA_CLIENT, &t, &u.id_token(UMA_CLIENT, "dr-bob"), &[("rpt", &rpt1)]).await;
+    let body = r.rpt("expired RPT", &["refresh_token", "upgraded"]);
+    assert_eq!(body["upgraded"], true, "{body}");
+    let rpt2 = token_of(body, "access_token");
+    let intro = u.introspect(&u.pat, &rpt2).await;
+    assert_eq!(active_rpt(&intro, "uma-client", &u.t.base), perms(&[(&r1, &["read"]), (&r2, &["read"])]));
+
+    // rpt2 expires in 10 s; a day and a second after that it is no RPT any more.
+    u.clock.advance(10 + 86_400 + 1);
+    let pat = u.pat_of(RS1).await;
+    let t = u.ticket_with(&pat, json!({"resource_id": r1, "resource_scopes": ["read"]})).await;
+    let r = u.grant_pushing(UMA_CLIENT, &t, &u.id_token(UMA_CLIENT, "dr-bob"), &[("rpt", &rpt2)]).await;
+    let rpt3 = token_of(r.rpt("RPT expired over a day ago", &["refresh_token"]), "access_token");
+    assert_eq!(active_rpt(&u.introspect(&pat, &rpt3).await, "uma-client", &u.t.base), perms(&[(&r1, &["read"])]));
+    u.stop().await;
+}
+
+const LAB: &str = "https://example.test/lab-result";
+const NOTE: &str = "https://example.test/clinical-note";
+
+/// Lab results need only `npi`; clinical notes need `npi`, `role` and `email`.
+const NPI_LABS: &str = r#"@id("npi-reads-lab-results")
+permit (
+  principal,
+  action == Tessera::Action::"read",
+  resource in Tessera::ResourceType::"https://example.test/lab-result"
+)
+when { principal has iss && principal.iss == "http://127.0.0.1:4000" && principal has npi };
+
+@id("physicians-read-notes")
+permit (
+  principal,
+  action == Tessera::Action::"read",
+  resource in Tessera::ResourceType::"https://example.test/clinical-note"
+)
+when {
+  principal has iss && principal.iss == "http://127.0.0.1:4000" &&
+  principal has npi && principal has email && principal has role && principal.role == "physician"
+};
+"#;
+
+/// G-3.3.1-f, A-13: a PCT keeps only the claims the granting policies read, never the token's others.
+async fn a_pct_keeps_only_the_claims_the_granting_policy_read(store: StoreKind) {
+    let trust = trust_policy();
+    let u = Uma::start_with_policies(store, Some(&[("labs.cedar", NPI_LABS), ("trust.cedar", &trust)]), "").await;
+    let lab1 = u.resource(&u.pat, LAB, &["read"]).await;
+    let lab2 = u.resource(&u.pat, LAB, &["read"]).await;
+    let note1 = u.resource(&u.pat, NOTE, &["read"]).await;
+    let note2 = u.resource(&u.pat, NOTE, &["read"]).await;
+    let mut claims = physician_claims(PCT_CLIENT.id, "dr-bob", u.now());
+    claims["email"] = json!("bob@hospital.example");
+    let idt = sign_id_token(&claims);
+
+    // npi, role and email pushed; the granting policy read only npi.
+    let t = u.ticket(&lab1, &["read"]).await;
+    let r = u.grant_pushing(PCT_CLIENT, &t, &idt, &[]).await;
+    let pct = token_of(r.rpt("lab, pushed", &["refresh_token", "pct"]), "pct");
+
+    let t = u.ticket(&lab2, &["read"]).await;
+    let r = u.grant(PCT_CLIENT, &t, &[("pct", &pct)]).await;
+    let rpt = token_of(r.rpt("lab, PCT only", &["refresh_token"]), "access_token");
+    assert_eq!(active_rpt(&u.introspect(&u.pat, &rpt).await, "pct-client", &u.t.base), perms(&[(&lab2, &["read"])]));
+
+    // The PCT kept npi, not role nor email: only those two are asked for.
+    let t = u.ticket(&note1, &["read"]).await;
+    let r = u.grant(PCT_CLIENT, &t, &[("pct", &pct)]).await;
+    let body = r.error("note, PCT only", 403, "need_info");
+    let asked: Vec<_> = ["email", "role"]
+        .iter()
+        .map(|n| ((*n).to_owned(), vec![IDT.to_owned()], vec![IDP_ISSUER.to_owned()]))
+        .collect();
+    assert_eq!(required_claims(body), asked);
+    // The same token pushed again does satisfy the note policy; its PCT keeps all three.
+    let r = u.grant_pushing(PCT_CLIENT, &r.str("ticket"), &idt, &[]).await;
+    let pct2 = token_of(r.rpt("note, pushed", &["refresh_token", "pct"]), "pct");
+    let t = u.ticket(&note2, &["read"]).await;
+    let r = u.grant(PCT_CLIENT, &t, &[("pct", &pct2)]).await;
+    let rpt = token_of(r.rpt("note, second PCT only", &["refresh_token"]), "access_token");
+    assert_eq!(active_rpt(&u.introspect(&u.pat, &rpt).await, "pct-client", &u.t.base), perms(&[(&note2, &["read"])]));
+    u.stop().await;
+}
+
 both_stores!(
     need_info_then_a_pushed_id_token_gets_an_rpt,
     an_id_token_pushed_with_the_first_request_gets_an_rpt,
@@ -817,4 +1018,9 @@ both_stores!(
     fifty_concurrent_redemptions_of_one_ticket,
     deleting_a_resource_revokes_its_rpts,
     every_assessment_is_audited,
+    a_public_client_redeems_a_ticket,
+    client_scopes_are_added_where_registered_and_offered,
+    concurrent_upgrades_of_one_rpt_have_one_winner,
+    an_expired_rpt_is_upgraded_for_one_day,
+    a_pct_keeps_only_the_claims_the_granting_policy_read,
 );

@@ -127,6 +127,8 @@ pub struct Options<'a> {
     pub issuer_path: &'a str,
     pub extra_toml: &'a str,
     pub fixed_clock: Option<FixedClock>,
+    /// The policies folder; `None`: the repository's `policies`. The schema is always the repository's.
+    pub policies_dir: Option<&'a Path>,
 }
 
 pub fn write_config(dir: &Path, name: &str, toml: &str) -> PathBuf {
@@ -145,10 +147,13 @@ impl TestAs {
         let addr = listener.local_addr().expect("addr");
         let issuer = format!("http://{addr}{}", opts.issuer_path);
         let manifest = env!("CARGO_MANIFEST_DIR");
+        let policies = opts.policies_dir.map_or_else(|| Path::new(manifest).join("policies"), Path::to_path_buf);
         let toml = format!(
             "issuer = \"{issuer}\"\nlisten = \"{addr}\"\ndatabase_url = \"{}\"\ndatabase_max_connections = 4\n\
-             policies_dir = \"{manifest}/policies\"\npolicy_schema = \"{manifest}/schemas/tessera.cedarschema\"\n{}\n",
-            db.url, opts.extra_toml
+             policies_dir = \"{}\"\npolicy_schema = \"{manifest}/schemas/tessera.cedarschema\"\n{}\n",
+            db.url,
+            policies.display(),
+            opts.extra_toml
         );
         let name = format!("tessera-{}.toml", uuid::Uuid::new_v4().simple());
         let path = write_config(db.dir(), &name, &toml);

@@ -4,6 +4,7 @@
 //! checklist A-14), and one call per endpoint that checks the response headers on the way.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -127,6 +128,21 @@ pub fn verifiers_toml(db: &TestDb) -> String {
     format!("verifiers_dir = \"{}\"\n", dir.display())
 }
 
+/// Writes `files` (name → Cedar text) into a fresh `policies` folder of the test's folder; returns it.
+pub fn write_policies(db: &TestDb, files: &[(&str, &str)]) -> PathBuf {
+    let dir = db.dir().join("policies");
+    std::fs::create_dir_all(&dir).expect("policies dir");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write policy");
+    }
+    dir
+}
+
+/// The demo `policies/trust.cedar` (claims count only through a trusted verifier), for custom sets.
+pub fn trust_policy() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/trust.cedar")).expect("trust.cedar")
+}
+
 /// A response: status, headers, JSON body (`Null` when empty).
 #[derive(Debug)]
 pub struct Reply {
@@ -216,12 +232,24 @@ impl Uma {
 
     /// `extra`: more TOML (e.g. `[uma]` or `[tokens]` tables); appended after the clients.
     pub async fn start_with(store: StoreKind, extra: &str) -> Uma {
+        Self::start_with_policies(store, None, extra).await
+    }
+
+    /// As [`Uma::start_with`], deciding with `policies` (file name → Cedar text, written into a
+    /// `policies` folder of the test's folder) instead of the demo policies; `None`: the demo ones.
+    pub async fn start_with_policies(store: StoreKind, policies: Option<&[(&str, &str)]>, extra: &str) -> Uma {
         let db = TestDb::new(store).await;
         let clock = FixedClock::new(SystemClock.now());
         let toml = format!("{}{}{extra}", verifiers_toml(&db), clients_toml());
+        let dir = policies.map(|files| write_policies(&db, files));
         let t = TestAs::start_with(
             &db,
-            Options { extra_toml: &toml, fixed_clock: Some(clock.clone()), ..Default::default() },
+            Options {
+                extra_toml: &toml,
+                fixed_clock: Some(clock.clone()),
+                policies_dir: dir.as_deref(),
+                ..Default::default()
+            },
         )
         .await;
         let mut uma = Uma { db, t, clock, pat: String::new(), pat2: String::new() };
