@@ -16,6 +16,8 @@ mod keys;
 mod lifecycle;
 mod policy_cli;
 mod protection;
+mod readme;
 mod registration;
 mod startup;
+mod uma_grant;
 mod verifiers;
