@@ -23,27 +23,24 @@ pub async fn token(
     let grant = form.take("grant_type").ok_or_else(|| OAuthError::invalid_request("`grant_type` is required"))?;
     let client = authenticate_client(&state, &headers, &mut form, TOKEN_PATH, now).await?;
     let lifetimes = &state.settings.tokens;
-    let mut res = match GrantType::parse(&grant) {
+    let body = match GrantType::parse(&grant) {
         Some(GrantType::ClientCredentials) => {
-            Json(cc::grant(&state.store, &client, form.get("scope"), lifetimes.pat, now).await?).into_response()
+            cc::grant(&state.store, &client, form.get("scope"), lifetimes.pat, now).await?
         }
-        Some(GrantType::AuthorizationCode) => authorization_code::grant(
-            &state.store,
-            &client,
-            form.get("code"),
-            form.get("redirect_uri"),
-            form.get("code_verifier"),
-            lifetimes,
-            now,
-        )
-        .await
-        .map(Json)?
-        .into_response(),
+        Some(GrantType::AuthorizationCode) => {
+            authorization_code::grant(
+                &state.store,
+                &client,
+                form.get("code"),
+                form.get("redirect_uri"),
+                form.get("code_verifier"),
+                lifetimes,
+                now,
+            )
+            .await?
+        }
         Some(GrantType::RefreshToken) => {
-            match refresh_token::grant(&state, &client, form.get("refresh_token"), form.get("scope"), now).await? {
-                refresh_token::Refreshed::Owner(body) => Json(body).into_response(),
-                refresh_token::Refreshed::Rpt(body) => Json(body).into_response(),
-            }
+            refresh_token::grant(&state, &client, form.get("refresh_token"), form.get("scope"), now).await?
         }
         Some(GrantType::UmaTicket) => {
             let params = UmaParams {
@@ -54,7 +51,7 @@ pub async fn token(
                 rpt: form.get("rpt"),
                 scope: form.get("scope"),
             };
-            Json(uma_grant::grant(&state, &client, params, now).await?).into_response()
+            uma_grant::grant(&state, &client, params, now).await?
         }
         None => {
             return Err(OAuthError::new(ErrorCode::UnsupportedGrantType)
@@ -62,6 +59,7 @@ pub async fn token(
                 .detail(format!("grant_type `{grant}`")));
         }
     };
+    let mut res = Json(body).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(res)

@@ -77,6 +77,27 @@ fn inserted(result: Result<sqlx::any::AnyQueryResult, sqlx::Error>) -> Result<bo
     }
 }
 
+/// Inserts a refresh token (of owner tokens or of an RPT) inside the caller's transaction.
+async fn insert_refresh_token_on(conn: &mut sqlx::AnyConnection, r: &RefreshTokenRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_token
+             (digest, client_id, owner, scope, family, issued_at, expires_at, used_at, revoked_at, permissions, party)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)",
+    )
+    .bind(&r.digest)
+    .bind(&r.client_id)
+    .bind(&r.owner)
+    .bind(&r.scope)
+    .bind(&r.family)
+    .bind(r.issued_at)
+    .bind(r.expires_at)
+    .bind(&r.permissions)
+    .bind(&r.party)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,

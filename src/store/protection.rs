@@ -281,23 +281,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(r) = refresh {
-            sqlx::query(
-                "INSERT INTO refresh_token
-                     (digest, client_id, owner, scope, family, issued_at, expires_at, used_at, revoked_at,
-                      permissions, party)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)",
-            )
-            .bind(&r.digest)
-            .bind(&r.client_id)
-            .bind(&r.owner)
-            .bind(&r.scope)
-            .bind(&r.family)
-            .bind(r.issued_at)
-            .bind(r.expires_at)
-            .bind(&r.permissions)
-            .bind(&r.party)
-            .execute(&mut *tx)
-            .await?;
+            super::insert_refresh_token_on(&mut tx, r).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -6,7 +6,7 @@
 
 use sqlx::AnyConnection;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, insert_refresh_token_on};
 use crate::clock::UnixTime;
 use crate::store::records::{
     AuditRecord, PctRecord, PendingRequestRecord, RefreshTokenRecord, RptRecord, TicketRecord,
@@ -193,22 +193,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(rt) = w.refresh {
-            sqlx::query(
-                "INSERT INTO refresh_token
-                     (digest, client_id, owner, scope, family, issued_at, expires_at, used_at, revoked_at,
-                      permissions, party)
-                 VALUES ($1, $2, $3, '', $4, $5, $6, NULL, NULL, $7, $8)",
-            )
-            .bind(&rt.digest)
-            .bind(&rt.client_id)
-            .bind(&rt.owner)
-            .bind(&rt.family)
-            .bind(rt.issued_at)
-            .bind(rt.expires_at)
-            .bind(&rt.permissions)
-            .bind(&rt.party)
-            .execute(&mut *tx)
-            .await?;
+            insert_refresh_token_on(&mut tx, rt).await?;
         }
         if let Some(p) = w.pct {
             sqlx::query(
@@ -328,11 +313,6 @@ impl Store {
         .bind(digest)
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    /// Threats D1: revokes every RPT and refresh token of a grant family.
-    pub async fn revoke_grant_family(&self, family: &str, now: UnixTime) -> Result<(), StoreError> {
-        self.revoke_family(family, now).await
     }
 
     /// Checklist A-21: the owner removed a resource or a share of it: every RPT and refresh token of

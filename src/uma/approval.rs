@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::clock::UnixTime;
 use crate::oauth::OAuthError;
 use crate::oauth::pat::Pat;
+use crate::policy::sharing::validate;
 use crate::policy::{NewShare, PartyMatcher, PolicyEngine, RequestingParty};
 use crate::store::{PendingRequestRecord, Store};
 use crate::uma::permission::Permission;
@@ -141,47 +142,48 @@ pub async fn decide(
             ("approved", Some(approved))
         }
     };
-    if d.remember && approved.is_some() {
-        // Checked before the decision is stored, so a refusal here leaves the request pending.
-        let party: RequestingParty = serde_json::from_str(&rec.party).map_err(OAuthError::server_error)?;
-        if party.iss.is_none() || party.sub.is_none() {
-            return Err(OAuthError::invalid_request("an anonymous requesting party cannot be remembered"));
+    // The shares to remember are built and checked before the decision is stored, so a refusal here
+    // leaves the request pending.
+    let shares = match (&approved, d.remember) {
+        (Some(approved), true) => {
+            let party: RequestingParty = serde_json::from_str(&rec.party).map_err(OAuthError::server_error)?;
+            shares_for(engine, &party, approved, (expires_at != 0).then_some(expires_at), now)?
         }
-    }
+        _ => Vec::new(),
+    };
     let approved_json = approved.as_ref().map(serde_json::to_string).transpose().map_err(OAuthError::server_error)?;
     if !store.decide_pending(id, &pat.owner, status, approved_json.as_deref(), expires_at, now).await? {
         return Err(OAuthError::not_found());
     }
-    if d.remember
-        && let Some(approved) = &approved
-    {
-        remember(store, engine, pat, &rec, approved, (expires_at != 0).then_some(expires_at), now).await?;
+    for share in shares {
+        crate::uma::shares::create(store, engine, pat, share, now).await?;
     }
     tracing::info!(pending_id = %id, owner = %pat.owner, status, "pending request decided");
     Ok(Decided { id: rec.pending_id, status })
 }
 
-/// An approval kept as shares for the same requesting party (issuer and subject).
-async fn remember(
-    store: &Store,
+/// An approval kept as shares for the same requesting party (issuer and subject), validated.
+fn shares_for(
     engine: &PolicyEngine,
-    pat: &Pat,
-    rec: &PendingRequestRecord,
+    party: &RequestingParty,
     approved: &[Permission],
     expires_at: Option<UnixTime>,
     now: UnixTime,
-) -> Result<(), OAuthError> {
-    let party: RequestingParty = serde_json::from_str(&rec.party).map_err(OAuthError::server_error)?;
-    let (Some(iss), Some(sub)) = (party.iss, party.sub) else {
+) -> Result<Vec<NewShare>, OAuthError> {
+    let (Some(iss), Some(sub)) = (&party.iss, &party.sub) else {
         return Err(OAuthError::invalid_request("an anonymous requesting party cannot be remembered"));
     };
+    let mut out = Vec::with_capacity(approved.len());
     for p in approved {
         let matcher = PartyMatcher(
             [("iss".to_owned(), Value::String(iss.clone())), ("sub".to_owned(), Value::String(sub.clone()))].into(),
         );
         let new =
             NewShare { resource_id: p.resource_id.clone(), scopes: p.resource_scopes.clone(), matcher, expires_at };
-        crate::uma::shares::create(store, engine, pat, new, now).await?;
+        validate(engine, &new, now).map_err(|e| {
+            OAuthError::invalid_request("the approval cannot be remembered as a share").detail(e.to_string())
+        })?;
+        out.push(new);
     }
-    Ok(())
+    Ok(out)
 }

@@ -17,7 +17,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::clock::UnixTime;
+use crate::config::RptFormat;
 use crate::oauth::client::{AuthMethod, Client, GrantType};
+use crate::oauth::grants::TokenResponse;
 use crate::oauth::tokens::OpaqueToken;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::policy::sharing;
@@ -27,8 +29,8 @@ use crate::policy::{
 };
 use crate::state::AppState;
 use crate::store::{
-    AuditRecord, IssueRpt, PctRecord, PendingRequestRecord, RefreshTokenRecord, RotateTicket, RptRecord, Store,
-    TicketRecord,
+    AuditRecord, IssueRpt, PctRecord, PendingRequestRecord, RefreshTokenRecord, ResourceRecord, RotateTicket,
+    RptRecord, Store, TicketRecord,
 };
 use crate::uma::assessment::{Approvals, RegisteredResource, ScopeError, Verdict, combine, requested_scopes};
 use crate::uma::claims::{Carried, Merged, merge, persistable};
@@ -56,20 +58,6 @@ pub struct UmaParams<'a> {
     pub scope: Option<&'a str>,
 }
 
-/// The success response (Grant §3.3.5): no `scope` member.
-#[derive(Debug, Serialize)]
-pub struct UmaSuccess {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pct: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upgraded: Option<bool>,
-}
-
 fn invalid_grant(description: &'static str, detail: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant).describe(description).detail(detail)
 }
@@ -87,7 +75,7 @@ pub async fn grant(
     client: &Client,
     p: UmaParams<'_>,
     now: UnixTime,
-) -> Result<UmaSuccess, OAuthError> {
+) -> Result<TokenResponse, OAuthError> {
     let store = &state.store;
     if !client.metadata.allows_grant(GrantType::UmaTicket) {
         return Err(
@@ -157,14 +145,9 @@ pub async fn grant(
     let mut registered = Vec::with_capacity(records.len());
     let mut infos = Vec::with_capacity(records.len());
     for rec in &records {
-        let d = description_of(rec)?;
-        registered.push(RegisteredResource { resource_id: rec.resource_id.clone(), scopes: d.resource_scopes });
-        infos.push(ResourceInfo {
-            id: rec.resource_id.clone(),
-            owner: rec.owner.clone(),
-            resource_type: d.resource_type,
-            name: d.name,
-        });
+        let (info, scopes) = resource_view(rec)?;
+        registered.push(RegisteredResource { resource_id: rec.resource_id.clone(), scopes });
+        infos.push(info);
     }
     let (requested, unavailable) =
         match requested_scopes(&ticket_perms, &registered, &client.metadata.scopes(), p.scope) {
@@ -215,7 +198,7 @@ pub async fn grant(
 
     if let Some(e) = refused {
         // Checklist A-10: a refused claim token grants nothing; the client learns what is acceptable.
-        return Err(a.need_info(&verdict, &policies, Some(&e)).await);
+        return Err(a.need_info(&verdict, &policies, Some(&e)).await?);
     }
     match verdict {
         Verdict::Rpt(granted) => {
@@ -226,8 +209,8 @@ pub async fn grant(
             };
             a.issue(granted, &policies, &granting, &shares, upgrade, p.rpt).await
         }
-        Verdict::NeedInfo(_) => Err(a.need_info(&verdict, &policies, None).await),
-        Verdict::Submitted(awaiting) => Err(a.submitted(awaiting, pending, &policies).await),
+        Verdict::NeedInfo(_) => Err(a.need_info(&verdict, &policies, None).await?),
+        Verdict::Submitted(awaiting) => Err(a.submitted(awaiting, pending, &policies).await?),
         Verdict::Denied => {
             store.insert_audit(&a.record("request_denied", &[], &policies)).await?;
             Err(OAuthError::new(ErrorCode::RequestDenied)
@@ -304,6 +287,8 @@ struct Upgrade {
     kept: Vec<GrantedPermission>,
     /// UMA's `upgraded`: every permission of the old RPT is still granted.
     all_kept: bool,
+    /// The resource servers of the kept permissions (a JWT RPT's `aud`).
+    resource_servers: Vec<String>,
 }
 
 /// The owner's decision on the pending request this ticket waits for.
@@ -406,7 +391,12 @@ impl<'a> Assessment<'a> {
 
     /// `need_info` (Grant §3.3.6) with a rotated ticket. For a refused claim token the required
     /// claims are those the policies still need or, when none, every format and issuer trusted.
-    async fn need_info(&self, verdict: &Verdict, policies: &[PolicyId], refused: Option<&VerifyError>) -> OAuthError {
+    async fn need_info(
+        &self,
+        verdict: &Verdict,
+        policies: &[PolicyId],
+        refused: Option<&VerifyError>,
+    ) -> Result<OAuthError, OAuthError> {
         let claims: Vec<Value> = match verdict {
             Verdict::NeedInfo(needed) => required_claims(needed, &*self.state.verifiers)
                 .into_iter()
@@ -420,20 +410,12 @@ impl<'a> Assessment<'a> {
                 .map(|(_, format, issuer)| json!({"claim_token_format": [format], "issuer": [issuer]}))
                 .collect(),
         };
-        let result = async {
-            let (token, rec) = self.next_ticket(self.state.settings.tokens.ticket, self.ticket.pending_id.clone())?;
-            let audit = self.record("need_info", &[], policies);
-            self.state
-                .store
-                .rotate_ticket(&RotateTicket { ticket: &rec, new_pending: None, polled: None, audit: &audit })
-                .await?;
-            Ok::<_, OAuthError>(token)
-        }
-        .await;
-        let token = match result {
-            Ok(t) => t,
-            Err(e) => return e,
-        };
+        let (token, rec) = self.next_ticket(self.state.settings.tokens.ticket, self.ticket.pending_id.clone())?;
+        let audit = self.record("need_info", &[], policies);
+        self.state
+            .store
+            .rotate_ticket(&RotateTicket { ticket: &rec, new_pending: None, polled: None, audit: &audit })
+            .await?;
         let (description, detail) = match refused {
             Some(e) => (e.public_description(), format!("claim token refused: {:?}", e.reason())),
             None => ("more claims about the requesting party are needed", "need_info".to_owned()),
@@ -445,7 +427,7 @@ impl<'a> Assessment<'a> {
         if !claims.is_empty() {
             err = err.with_member("required_claims", Value::Array(claims));
         }
-        err
+        Ok(err)
     }
 
     /// `request_submitted` (Grant §3.3.6): the request waits for the owner; a poll gets a new ticket,
@@ -455,8 +437,8 @@ impl<'a> Assessment<'a> {
         awaiting: Vec<Permission>,
         pending: Option<PendingRequestRecord>,
         policies: &[PolicyId],
-    ) -> OAuthError {
-        let result = async {
+    ) -> Result<OAuthError, OAuthError> {
+        {
             let base = self.state.settings.uma.poll_interval_secs;
             let (pending_id, interval, new_pending) = match pending.filter(|p| p.status == "pending") {
                 Some(p) => {
@@ -493,16 +475,11 @@ impl<'a> Assessment<'a> {
                 .store
                 .rotate_ticket(&RotateTicket { ticket: &rec, new_pending: new_pending.as_ref(), polled, audit: &audit })
                 .await?;
-            Ok::<_, OAuthError>((token, interval))
-        }
-        .await;
-        match result {
-            Ok((token, interval)) => OAuthError::new(ErrorCode::RequestSubmitted)
+            Ok(OAuthError::new(ErrorCode::RequestSubmitted)
                 .describe("the resource owner has been asked to approve this request")
                 .detail("request submitted to the owner")
                 .with_member("ticket", json!(token.expose()))
-                .with_member("interval", json!(interval)),
-            Err(e) => e,
+                .with_member("interval", json!(interval)))
         }
     }
 
@@ -526,19 +503,13 @@ impl<'a> Assessment<'a> {
         let records = store.find_resources(&ids, &old.owner, None).await?;
         let mut requests = Vec::new();
         for rec in &records {
-            let d = description_of(rec)?;
+            let (resource, registered) = resource_view(rec)?;
             let scopes: Vec<String> = live
                 .iter()
                 .filter(|p| p.resource_id == rec.resource_id)
                 .flat_map(|p| p.resource_scopes.iter().cloned())
-                .filter(|s| d.resource_scopes.contains(s))
+                .filter(|s| registered.contains(s))
                 .collect();
-            let resource = ResourceInfo {
-                id: rec.resource_id.clone(),
-                owner: rec.owner.clone(),
-                resource_type: d.resource_type,
-                name: d.name,
-            };
             requests.push(PermissionRequest { resource, scopes });
         }
         let shares = sharing::active_shares(store, &ids, self.now).await.map_err(OAuthError::unavailable)?;
@@ -567,7 +538,12 @@ impl<'a> Assessment<'a> {
                 .iter()
                 .all(|s| kept.iter().any(|k| k.resource_id == p.resource_id && k.resource_scopes.contains(s)))
         });
-        Ok(Upgrade { old, kept, all_kept })
+        let resource_servers = records
+            .into_iter()
+            .filter(|r| kept.iter().any(|k| k.resource_id == r.resource_id))
+            .map(|r| r.rs_client_id)
+            .collect();
+        Ok(Upgrade { old, kept, all_kept, resource_servers })
     }
 
     /// The RPT (Grant §3.3.5), its refresh token and PCT, an upgrade's retirement, the audit: one write.
@@ -579,62 +555,32 @@ impl<'a> Assessment<'a> {
         shares: &[sharing::Share],
         upgrade: Option<Upgrade>,
         presented_rpt: Option<&str>,
-    ) -> Result<UmaSuccess, OAuthError> {
+    ) -> Result<TokenResponse, OAuthError> {
         let state = self.state;
         let store = &state.store;
         let lifetimes = &state.settings.tokens;
         let audit = self.record("rpt", &granted, policies);
-        let (permissions, upgraded) = match &upgrade {
-            Some(u) => (rpt::upgrade(&u.kept, &granted, self.now).0, Some(u.all_kept)),
-            None => (granted, None),
+        let (permissions, upgraded, mut aud) = match &upgrade {
+            Some(u) => (rpt::merge(&u.kept, &granted, self.now), Some(u.all_kept), u.resource_servers.clone()),
+            None => (granted, None, Vec::new()),
         };
-        let ids: Vec<&str> = permissions.iter().map(|p| p.resource_id.as_str()).collect();
-        let mut aud: Vec<String> =
-            store.find_resources(&ids, &self.ticket.owner, None).await?.into_iter().map(|r| r.rs_client_id).collect();
-        aud.sort();
-        aud.dedup();
+        aud.push(self.ticket.rs_client_id.clone());
         let family = uuid::Uuid::new_v4().to_string();
         let party_id = self.merged.party.entity_id();
-        let exp = self.now + lifetimes.rpt;
-        let minted = rpt::mint(
-            state.settings.uma.rpt_format,
-            &state.keys,
-            &RptClaims {
-                iss: state.settings.issuer.clone(),
+        let (minted, rpt_rec) = mint_rpt(
+            state,
+            RptDraft {
+                client_id: &self.client.client_id,
+                owner: &self.ticket.owner,
+                party: &party_id,
+                family: &family,
+                permissions: &permissions,
                 aud,
-                exp,
-                iat: self.now,
-                jti: uuid::Uuid::new_v4().simple().to_string(),
-                client_id: self.client.client_id.clone(),
-                permissions: permissions.clone(),
             },
+            self.now,
         )?;
-        let permissions_json = to_json(&permissions)?;
-        let rpt_rec = RptRecord {
-            digest: minted.digest.as_str().to_owned(),
-            client_id: self.client.client_id.clone(),
-            owner: self.ticket.owner.clone(),
-            party: party_id.clone(),
-            permissions: permissions_json.clone(),
-            issued_at: self.now,
-            expires_at: exp,
-            family: family.clone(),
-            revoked_at: None,
-        };
         let refresh = if self.client.metadata.allows_grant(GrantType::RefreshToken) {
-            let token = random()?;
-            let rec = RefreshTokenRecord {
-                digest: token.digest().as_str().to_owned(),
-                client_id: self.client.client_id.clone(),
-                owner: self.ticket.owner.clone(),
-                scope: String::new(),
-                family: family.clone(),
-                issued_at: self.now,
-                expires_at: self.now + lifetimes.refresh_token,
-                permissions: Some(permissions_json),
-                party: Some(party_id.clone()),
-            };
-            Some((token, rec))
+            Some(refresh_token_for(&rpt_rec, self.now + lifetimes.refresh_token)?)
         } else {
             None
         };
@@ -655,11 +601,12 @@ impl<'a> Assessment<'a> {
             return Err(invalid_grant(TICKET_REFUSED, "lost a concurrent upgrade, or the ticket was replayed"));
         }
         tracing::info!(client_id = %self.client.client_id, owner = %self.ticket.owner, upgraded = ?upgraded, "RPT issued");
-        Ok(UmaSuccess {
+        Ok(TokenResponse {
             access_token: minted.value,
             token_type: "Bearer",
             expires_in: lifetimes.rpt,
             refresh_token: refresh.map(|(t, _)| t.expose().to_owned()),
+            scope: None,
             pct: pct.map(|(t, _)| t.expose().to_owned()),
             // `upgraded` answers an `rpt` that was an RPT; an ignored one gets no member.
             upgraded: presented_rpt.and(upgraded),
@@ -701,6 +648,79 @@ impl<'a> Assessment<'a> {
     }
 }
 
+/// A registered resource as the policy engine sees it, and its registered scopes.
+fn resource_view(rec: &ResourceRecord) -> Result<(ResourceInfo, Vec<String>), OAuthError> {
+    let d = description_of(rec)?;
+    let info = ResourceInfo {
+        id: rec.resource_id.clone(),
+        owner: rec.owner.clone(),
+        resource_type: d.resource_type,
+        name: d.name,
+    };
+    Ok((info, d.resource_scopes))
+}
+
+/// What an RPT is made of, whether a grant or a refresh issues it.
+struct RptDraft<'a> {
+    client_id: &'a str,
+    owner: &'a str,
+    party: &'a str,
+    family: &'a str,
+    permissions: &'a [GrantedPermission],
+    /// The resource servers of the permissions: a JWT RPT's `aud` (an opaque RPT does not use it).
+    aud: Vec<String>,
+}
+
+/// Mints an RPT in the configured format, with the row the store keeps of it.
+fn mint_rpt(state: &AppState, d: RptDraft<'_>, now: UnixTime) -> Result<(rpt::MintedRpt, RptRecord), OAuthError> {
+    let mut aud = d.aud;
+    aud.sort();
+    aud.dedup();
+    let expires_at = now + state.settings.tokens.rpt;
+    let minted = rpt::mint(
+        state.settings.uma.rpt_format,
+        &state.keys,
+        &RptClaims {
+            iss: state.settings.issuer.clone(),
+            aud,
+            exp: expires_at,
+            iat: now,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            client_id: d.client_id.to_owned(),
+            permissions: d.permissions.to_vec(),
+        },
+    )?;
+    let record = RptRecord {
+        digest: minted.digest.as_str().to_owned(),
+        client_id: d.client_id.to_owned(),
+        owner: d.owner.to_owned(),
+        party: d.party.to_owned(),
+        permissions: to_json(&d.permissions)?,
+        issued_at: now,
+        expires_at,
+        family: d.family.to_owned(),
+        revoked_at: None,
+    };
+    Ok((minted, record))
+}
+
+/// A refresh token that can reissue `rpt`'s permissions, in its grant family, until `expires_at`.
+fn refresh_token_for(rpt: &RptRecord, expires_at: UnixTime) -> Result<(OpaqueToken, RefreshTokenRecord), OAuthError> {
+    let token = random()?;
+    let rec = RefreshTokenRecord {
+        digest: token.digest().as_str().to_owned(),
+        client_id: rpt.client_id.clone(),
+        owner: rpt.owner.clone(),
+        scope: String::new(),
+        family: rpt.family.clone(),
+        issued_at: rpt.issued_at,
+        expires_at,
+        permissions: Some(rpt.permissions.clone()),
+        party: Some(rpt.party.clone()),
+    };
+    Ok((token, rec))
+}
+
 /// The refresh token grant for an RPT (Grant §3.6): the same or fewer permissions, never a new
 /// assessment; the refresh token rotates within its family.
 pub async fn refresh_rpt(
@@ -709,7 +729,7 @@ pub async fn refresh_rpt(
     spent: &RefreshTokenRecord,
     scope: Option<&str>,
     now: UnixTime,
-) -> Result<UmaSuccess, OAuthError> {
+) -> Result<TokenResponse, OAuthError> {
     let held: Vec<GrantedPermission> =
         serde_json::from_str(spent.permissions.as_deref().unwrap_or("[]")).map_err(OAuthError::server_error)?;
     let permissions = rpt::downscope(&held, scope, now).map_err(|extra| {
@@ -720,52 +740,28 @@ pub async fn refresh_rpt(
     if permissions.is_empty() {
         return Err(invalid_grant("the refresh token is invalid, expired or revoked", "every permission has ended"));
     }
-    let lifetimes = &state.settings.tokens;
-    let exp = now + lifetimes.rpt;
-    let ids: Vec<&str> = permissions.iter().map(|p| p.resource_id.as_str()).collect();
-    let mut aud: Vec<String> =
-        state.store.find_resources(&ids, &spent.owner, None).await?.into_iter().map(|r| r.rs_client_id).collect();
-    aud.sort();
-    aud.dedup();
-    let minted = rpt::mint(
-        state.settings.uma.rpt_format,
-        &state.keys,
-        &RptClaims {
-            iss: state.settings.issuer.clone(),
-            aud,
-            exp,
-            iat: now,
-            jti: uuid::Uuid::new_v4().simple().to_string(),
-            client_id: client.client_id.clone(),
-            permissions: permissions.clone(),
-        },
-    )?;
+    let aud = match state.settings.uma.rpt_format {
+        RptFormat::Opaque => Vec::new(),
+        RptFormat::Jwt => {
+            let ids: Vec<&str> = permissions.iter().map(|p| p.resource_id.as_str()).collect();
+            state.store.find_resources(&ids, &spent.owner, None).await?.into_iter().map(|r| r.rs_client_id).collect()
+        }
+    };
     let party = spent.party.clone().unwrap_or_default();
-    let permissions_json = to_json(&permissions)?;
-    let refresh = random()?;
-    let rpt_rec = RptRecord {
-        digest: minted.digest.as_str().to_owned(),
-        client_id: client.client_id.clone(),
-        owner: spent.owner.clone(),
-        party: party.clone(),
-        permissions: permissions_json.clone(),
-        issued_at: now,
-        expires_at: exp,
-        family: spent.family.clone(),
-        revoked_at: None,
-    };
-    let refresh_rec = RefreshTokenRecord {
-        digest: refresh.digest().as_str().to_owned(),
-        client_id: client.client_id.clone(),
-        owner: spent.owner.clone(),
-        scope: String::new(),
-        family: spent.family.clone(),
-        issued_at: now,
-        // A refresh never extends the grant: the new refresh token ends when the spent one would have.
-        expires_at: spent.expires_at,
-        permissions: Some(permissions_json),
-        party: Some(party),
-    };
+    let (minted, rpt_rec) = mint_rpt(
+        state,
+        RptDraft {
+            client_id: &client.client_id,
+            owner: &spent.owner,
+            party: &party,
+            family: &spent.family,
+            permissions: &permissions,
+            aud,
+        },
+        now,
+    )?;
+    // A refresh never extends the grant: the new refresh token ends when the spent one would have.
+    let (refresh, refresh_rec) = refresh_token_for(&rpt_rec, spent.expires_at)?;
     let done = state
         .store
         .issue_rpt(&IssueRpt {
@@ -781,11 +777,12 @@ pub async fn refresh_rpt(
     if !done {
         return Err(invalid_grant("the refresh token is invalid, expired or revoked", "family revoked meanwhile"));
     }
-    Ok(UmaSuccess {
+    Ok(TokenResponse {
         access_token: minted.value,
         token_type: "Bearer",
-        expires_in: lifetimes.rpt,
+        expires_in: state.settings.tokens.rpt,
         refresh_token: Some(refresh.expose().to_owned()),
+        scope: None,
         pct: None,
         upgraded: None,
     })

@@ -42,10 +42,10 @@ pub fn add(perms: &mut Vec<GrantedPermission>, resource_id: &str, scope: &str, e
     }
 }
 
-/// An upgrade (Grant §3.3.5.1): the new permissions plus every permission of the old RPT still valid
-/// at `now`, each keeping its own end (an upgrade never extends an old grant). The flag is UMA's
-/// `upgraded`: true when everything the old RPT held is in the result, i.e. nothing had expired.
-pub fn upgrade(old: &[GrantedPermission], new: &[GrantedPermission], now: UnixTime) -> (Vec<GrantedPermission>, bool) {
+/// An upgrade's permissions (Grant §3.3.5.1): the new ones plus the old ones still valid at `now`,
+/// each keeping its own end (an upgrade never extends an old grant). Which old permissions may be
+/// carried at all is the policy engine's call (the grant re-assesses them first).
+pub fn merge(old: &[GrantedPermission], new: &[GrantedPermission], now: UnixTime) -> Vec<GrantedPermission> {
     // The longest end per (resource, scope): no end beats any end.
     let mut best: Vec<(&str, &str, Option<UnixTime>)> = Vec::new();
     for p in new.iter().chain(old.iter().filter(|p| p.is_valid_at(now))) {
@@ -60,8 +60,7 @@ pub fn upgrade(old: &[GrantedPermission], new: &[GrantedPermission], now: UnixTi
     for (r, s, exp) in best {
         add(&mut out, r, s, exp);
     }
-    let all_kept = old.iter().all(|p| p.is_valid_at(now));
-    (out, all_kept)
+    out
 }
 
 /// A refresh with `scope` (Grant §3.6, RFC 6749 §6): keeps only the named scopes on each resource;
@@ -136,29 +135,23 @@ mod tests {
     fn an_upgrade_keeps_old_permissions_with_their_own_end() {
         let old = [p("r2", &["view"], None), p("r3", &["view"], Some(500))];
         let new = [p("r1", &["view"], None)];
-        let (out, upgraded) = upgrade(&old, &new, 100);
-        assert!(upgraded);
+        let out = merge(&old, &new, 100);
         assert_eq!(out, [p("r1", &["view"], None), p("r2", &["view"], None), p("r3", &["view"], Some(500))]);
     }
 
     #[test]
-    fn an_upgrade_drops_expired_permissions_and_says_so() {
+    fn an_upgrade_drops_expired_permissions() {
         let old = [p("r2", &["view"], Some(50))];
-        let (out, upgraded) = upgrade(&old, &[p("r1", &["view"], None)], 100);
-        assert!(!upgraded);
-        assert_eq!(out, [p("r1", &["view"], None)]);
+        assert_eq!(merge(&old, &[p("r1", &["view"], None)], 100), [p("r1", &["view"], None)]);
     }
 
     #[test]
     fn an_upgrade_merges_scopes_of_one_resource_and_never_shortens_a_grant() {
         let old = [p("r1", &["view", "print"], None)];
         let new = [p("r1", &["view", "edit"], None)];
-        let (out, upgraded) = upgrade(&old, &new, 0);
-        assert!(upgraded);
-        assert_eq!(out, [p("r1", &["view", "edit", "print"], None)]);
+        assert_eq!(merge(&old, &new, 0), [p("r1", &["view", "edit", "print"], None)]);
         // The same scope with an end and without: the unbounded one covers it.
-        let (out, _) = upgrade(&[p("r1", &["view"], Some(90))], &[p("r1", &["view"], None)], 0);
-        assert_eq!(out, [p("r1", &["view"], None)]);
+        assert_eq!(merge(&[p("r1", &["view"], Some(90))], &[p("r1", &["view"], None)], 0), [p("r1", &["view"], None)]);
     }
 
     #[test]

@@ -75,5 +75,7 @@ pub async fn grant(
         expires_in: lifetime,
         refresh_token: None,
         scope: if scope.is_empty() { None } else { Some(scope) },
+        pct: None,
+        upgraded: None,
     })
 }

@@ -7,7 +7,8 @@ pub mod refresh_token;
 
 use serde::Serialize;
 
-/// A successful token response (RFC 6749 §5.1).
+/// A successful token response (RFC 6749 §5.1), of every grant. An RPT's carries no `scope` (UMA
+/// Grant §3.3.5) and may carry `pct` and `upgraded`.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
@@ -17,6 +18,10 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pct: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgraded: Option<bool>,
 }
 
 /// The scope of a PAT: access to the protection API (FedAuthz §1.3).
@@ -73,5 +78,7 @@ pub async fn issue_owner_tokens(
         expires_in: lifetimes.pat,
         refresh_token: with_refresh.then(|| refresh.expose().to_owned()),
         scope: if scope.is_empty() { None } else { Some(scope.to_owned()) },
+        pct: None,
+        upgraded: None,
     })
 }

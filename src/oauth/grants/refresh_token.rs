@@ -8,13 +8,7 @@ use crate::oauth::grants::{TokenResponse, issue_owner_tokens};
 use crate::oauth::tokens::OpaqueToken;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::uma::grant::{UmaSuccess, refresh_rpt};
-
-/// What a refresh returns: owner tokens (PATs) or an RPT.
-pub enum Refreshed {
-    Owner(TokenResponse),
-    Rpt(UmaSuccess),
-}
+use crate::uma::grant::refresh_rpt;
 
 fn invalid_grant(detail: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant).describe("the refresh token is invalid, expired or revoked").detail(detail)
@@ -26,7 +20,7 @@ pub async fn grant(
     refresh_token: Option<&str>,
     scope: Option<&str>,
     now: UnixTime,
-) -> Result<Refreshed, OAuthError> {
+) -> Result<TokenResponse, OAuthError> {
     let store = &state.store;
     if !client.metadata.allows_grant(GrantType::RefreshToken) {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient)
@@ -48,7 +42,7 @@ pub async fn grant(
         return Err(invalid_grant("refresh token of another client"));
     }
     if rec.permissions.is_some() {
-        return Ok(Refreshed::Rpt(refresh_rpt(state, client, &rec, scope, now).await?));
+        return refresh_rpt(state, client, &rec, scope, now).await;
     }
     let granted: Vec<&str> = rec.scope.split(' ').filter(|s| !s.is_empty()).collect();
     let scope = match scope {
@@ -64,7 +58,5 @@ pub async fn grant(
         }
     };
     let lifetimes = &state.settings.tokens;
-    issue_owner_tokens(store, &client.client_id, &rec.owner, &scope, &rec.family, lifetimes, now, true)
-        .await
-        .map(Refreshed::Owner)
+    issue_owner_tokens(store, &client.client_id, &rec.owner, &scope, &rec.family, lifetimes, now, true).await
 }
