@@ -143,6 +143,10 @@ impl fmt::Debug for StaticClient {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -182,6 +186,8 @@ struct RawUma {
     partial_grants: Option<bool>,
     poll_interval_secs: Option<i64>,
     pending_ticket_lifetime_secs: Option<i64>,
+    local_account_claims: Option<bool>,
+    claims_session_lifetime_secs: Option<i64>,
 }
 
 /// How RPTs look on the wire.
@@ -205,6 +211,11 @@ pub struct UmaSettings {
     pub poll_interval_secs: i64,
     /// Lifetime of a ticket handed back with `request_submitted` (the owner may take a while).
     pub pending_ticket_lifetime_secs: i64,
+    /// Interactive claims gathering offers sign-in with a local Tessera account (verifier id
+    /// `local-accounts`). Off by default: policies must trust that source explicitly.
+    pub local_account_claims: bool,
+    /// How long a person has to finish interactive claims gathering, seconds.
+    pub claims_session_lifetime_secs: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -490,6 +501,13 @@ impl RawSettings {
                 u.pending_ticket_lifetime_secs.unwrap_or(DAY),
                 60,
                 30 * DAY,
+            )?,
+            local_account_claims: u.local_account_claims.unwrap_or(false),
+            claims_session_lifetime_secs: bounded(
+                "uma.claims_session_lifetime_secs",
+                u.claims_session_lifetime_secs.unwrap_or(600),
+                60,
+                3_600,
             )?,
         };
 

@@ -20,7 +20,8 @@ pub const DECISION_PATH: &str = "/authorize/decision";
 const SESSION_COOKIE: &str = "tessera_session";
 const BINDING_COOKIE: &str = "tessera_authz";
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A cookie's value (an empty one counts as absent).
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -29,16 +30,17 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
 }
 
-fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+pub(crate) fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
     let path = if state.settings.issuer_path().is_empty() { "/" } else { state.settings.issuer_path() };
     let secure = if state.settings.is_loopback_http() { "" } else { "; Secure" };
     HeaderValue::from_str(&format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"))
         .ok()
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -95,7 +97,7 @@ fn consent_page(f: Form<'_>) -> Response {
     )
 }
 
-async fn client_name(state: &AppState, client_id: &str) -> String {
+pub(crate) async fn client_name(state: &AppState, client_id: &str) -> String {
     match state.store.find_client(client_id).await {
         Ok(Some(rec)) => crate::oauth::registration::client_from_record(&rec)
             .ok()

@@ -5,6 +5,8 @@
 //! `https://h/uma/jwks`; the RFC 8414 document is also served at `/.well-known/oauth-authorization-server/uma`.
 
 pub mod authorize;
+pub mod claims;
+pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod extract;
@@ -14,6 +16,7 @@ pub mod pages;
 pub mod protection;
 pub mod registration;
 pub mod revocation;
+pub mod templates;
 pub mod token;
 
 use axum::Router;
@@ -59,7 +62,9 @@ pub fn router(state: AppState) -> Router {
         .route(protection::REQUESTS_PATH, get(protection::list_requests))
         .route(&format!("{}/{{id}}", protection::REQUESTS_PATH), post(protection::decide_request))
         .route(protection::INTROSPECTION_PATH, post(protection::introspect))
-        .route(revocation::REVOCATION_PATH, post(revocation::revoke));
+        .route(revocation::REVOCATION_PATH, post(revocation::revoke))
+        .merge(claims::routes())
+        .merge(console::routes());
 
     let app = if issuer_path.is_empty() {
         endpoints.route(discovery::OAUTH_PATH, get(discovery::metadata))

@@ -5,6 +5,8 @@
 //!
 //! Opaque tokens are never stored: only their SHA-256 digests (`oauth::tokens::TokenDigest`).
 
+mod claims;
+mod console;
 mod protection;
 mod records;
 mod replay;
@@ -21,8 +23,9 @@ use crate::clock::UnixTime;
 use crate::config::DatabaseUrl;
 pub use protection::ResourceFilter;
 pub use records::{
-    AccessTokenRecord, AccountRecord, AuditRecord, AuthorizationCodeRecord, AuthorizationRequestRecord, ClientRecord,
-    PctRecord, PendingRequestRecord, RefreshTokenRecord, ResourceRecord, RptRecord, SigningKeyRecord, TicketRecord,
+    AccessTokenRecord, AccountRecord, AuditRecord, AuthorizationCodeRecord, AuthorizationRequestRecord,
+    ClaimsSessionRecord, ClientRecord, PctRecord, PendingRequestRecord, RefreshTokenRecord, ResourceRecord, RptRecord,
+    SigningKeyRecord, TicketRecord,
 };
 pub use shares::ShareRecord;
 pub use uma::{IssueRpt, RotateTicket};

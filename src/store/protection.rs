@@ -499,7 +499,7 @@ impl Store {
     /// (kept that long so a replayed one is still recognised as a replay). Returns the rows deleted.
     pub async fn sweep_expired(&self, now: UnixTime) -> Result<u64, StoreError> {
         const GRACE: i64 = 86_400;
-        let statements: [(&'static str, i64); 10] = [
+        let statements: [(&'static str, i64); 11] = [
             ("DELETE FROM ticket WHERE expires_at < $1", now),
             ("DELETE FROM authorization_code WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM authorization_request WHERE expires_at < $1", now),
@@ -509,6 +509,7 @@ impl Store {
             ("DELETE FROM refresh_token WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM initial_access_token WHERE expires_at <> 0 AND expires_at < $1", now),
             ("DELETE FROM pct WHERE expires_at < $1", now),
+            ("DELETE FROM claims_session WHERE expires_at < $1", now),
             // A pending approval outlives every ticket that can refer to it (at most 30 days).
             ("DELETE FROM pending_request WHERE created_at < $1", now - 31 * GRACE),
         ];

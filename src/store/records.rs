@@ -199,3 +199,27 @@ pub struct AuditRecord {
     pub policies: String,
     pub claim_sources: String,
 }
+
+/// A visit of the claims interaction endpoint, from the spent ticket to the redirect back.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimsSessionRecord {
+    pub session_id: String,
+    pub binding: String,
+    pub csrf: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub client_state: Option<String>,
+    pub owner: String,
+    pub rs_client_id: String,
+    pub permissions: String,
+    pub carried: Option<String>,
+    pub pending_id: Option<String>,
+    pub provider: Option<String>,
+    pub oidc_state: Option<String>,
+    pub oidc_nonce: Option<String>,
+    pub pkce_verifier: Option<String>,
+    pub failures: i64,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub finished_at: Option<UnixTime>,
+}

@@ -59,7 +59,7 @@ pub struct RotateTicket<'a> {
     pub audit: &'a AuditRecord,
 }
 
-async fn insert_ticket_on(conn: &mut AnyConnection, t: &TicketRecord) -> Result<(), StoreError> {
+pub(super) async fn insert_ticket_on(conn: &mut AnyConnection, t: &TicketRecord) -> Result<(), StoreError> {
     sqlx::query(concat!("INSERT INTO ticket (", ticket_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
         .bind(&t.digest)
         .bind(&t.owner)

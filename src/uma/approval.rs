@@ -1,7 +1,8 @@
 //! Owner approval of pending requests (UMA `request_submitted`, Grant §3.3.6). A request waits here
 //! with who asks, which client, which resources and scopes; the owner approves (some scopes, for a
-//! while) or denies; the client's next poll sees the decision. Until the resource-owner console
-//! (issue 8) exists, the owner decides through the protection API with a PAT, like shares.
+//! while) or denies; the client's next poll sees the decision. The owner decides in the console
+//! (`http::console`, signed in) or through the protection API with a PAT, like shares: both call
+//! [`decide_as`], the PAT path limited to the resource server that holds it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -86,6 +87,39 @@ pub async fn list(store: &Store, pat: &Pat) -> Result<Vec<PendingView>, OAuthErr
     store.list_pending(&pat.owner, &pat.client_id).await?.into_iter().map(view).collect()
 }
 
+/// A request still waiting, as the signed-in owner sees it in the console: unlike a resource server,
+/// the owner may see every verified claim of who asks.
+#[derive(Debug)]
+pub struct OwnerPending {
+    pub id: String,
+    pub client_id: String,
+    pub rs_client_id: String,
+    pub party: RequestingParty,
+    pub permissions: Vec<Permission>,
+    pub created_at: UnixTime,
+}
+
+/// At most this many waiting requests are listed for an owner at once.
+pub const MAX_OWNER_PENDING: i64 = 100;
+
+/// The owner's requests still waiting, at every resource server, newest first.
+pub async fn pending_for_owner(store: &Store, owner: &str) -> Result<Vec<OwnerPending>, OAuthError> {
+    let mut out = Vec::new();
+    for rec in store.owner_pending(owner, MAX_OWNER_PENDING).await? {
+        let party: RequestingParty = serde_json::from_str(&rec.party).map_err(OAuthError::server_error)?;
+        let permissions: Vec<Permission> = serde_json::from_str(&rec.permissions).map_err(OAuthError::server_error)?;
+        out.push(OwnerPending {
+            id: rec.pending_id,
+            client_id: rec.client_id,
+            rs_client_id: rec.rs_client_id,
+            party,
+            permissions,
+            created_at: rec.created_at,
+        });
+    }
+    Ok(out)
+}
+
 pub fn parse_decision(body: &[u8]) -> Result<Decision, OAuthError> {
     let d: Decision = serde_json::from_slice(body).map_err(|e| {
         OAuthError::invalid_request(
@@ -93,14 +127,23 @@ pub fn parse_decision(body: &[u8]) -> Result<Decision, OAuthError> {
         )
         .detail(e.to_string())
     })?;
-    if d.expires_in.is_some_and(|e| !(1..=400 * 86_400).contains(&e)) {
+    checked(d)
+}
+
+/// The longest an approval may be given for.
+pub const MAX_APPROVAL_SECS: i64 = 400 * 86_400;
+
+/// The checks every decision passes, whichever way it arrived (JSON from a resource server, a form
+/// in the console).
+pub fn checked(d: Decision) -> Result<Decision, OAuthError> {
+    if d.expires_in.is_some_and(|e| !(1..=MAX_APPROVAL_SECS).contains(&e)) {
         return Err(OAuthError::invalid_request("`expires_in` must be between 1 second and 400 days"));
     }
     Ok(d)
 }
 
-/// Records the decision on a request still pending. Unknown, another owner's or another resource
-/// server's, and already decided requests are all 404.
+/// Records the decision on a request still pending, through the protection API. Unknown, another
+/// owner's or another resource server's, and already decided requests are all 404.
 pub async fn decide(
     store: &Store,
     engine: &PolicyEngine,
@@ -109,10 +152,25 @@ pub async fn decide(
     d: Decision,
     now: UnixTime,
 ) -> Result<Decided, OAuthError> {
+    decide_as(store, engine, &pat.owner, Some(&pat.client_id), id, d, now).await
+}
+
+/// Records `owner`'s decision on a request still pending. With `rs_client_id`, only a request made
+/// at that resource server is visible (a PAT's view); without, any of the owner's (the console's).
+/// Unknown, another owner's, filtered out and already decided requests are all 404.
+pub async fn decide_as(
+    store: &Store,
+    engine: &PolicyEngine,
+    owner: &str,
+    rs_client_id: Option<&str>,
+    id: &str,
+    d: Decision,
+    now: UnixTime,
+) -> Result<Decided, OAuthError> {
     let rec = store
         .find_pending(id)
         .await?
-        .filter(|r| r.owner == pat.owner && r.rs_client_id == pat.client_id && r.status == "pending")
+        .filter(|r| r.owner == owner && rs_client_id.is_none_or(|rs| r.rs_client_id == rs) && r.status == "pending")
         .ok_or_else(OAuthError::not_found)?;
     let asked: Vec<Permission> = serde_json::from_str(&rec.permissions).map_err(OAuthError::server_error)?;
     let expires_at = d.expires_in.map(|s| now + s).unwrap_or(0);
@@ -152,13 +210,14 @@ pub async fn decide(
         _ => Vec::new(),
     };
     let approved_json = approved.as_ref().map(serde_json::to_string).transpose().map_err(OAuthError::server_error)?;
-    if !store.decide_pending(id, &pat.owner, status, approved_json.as_deref(), expires_at, now).await? {
+    if !store.decide_pending(id, owner, status, approved_json.as_deref(), expires_at, now).await? {
         return Err(OAuthError::not_found());
     }
+    // The shares are for resources of the request, which was made at `rec.rs_client_id`.
     for share in shares {
-        crate::uma::shares::create(store, engine, pat, share, now).await?;
+        crate::uma::shares::create_as(store, engine, owner, Some(&rec.rs_client_id), share, now).await?;
     }
-    tracing::info!(pending_id = %id, owner = %pat.owner, status, "pending request decided");
+    tracing::info!(pending_id = %id, owner = %owner, status, "pending request decided");
     Ok(Decided { id: rec.pending_id, status })
 }
 

@@ -24,7 +24,7 @@ use crate::oauth::tokens::OpaqueToken;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::policy::sharing;
 use crate::policy::{
-    AssessmentRequest, ClaimSource, ClientInfo, Outcome, PermissionRequest, PolicyId, RequestingParty,
+    AssessmentRequest, ClaimSource, ClientInfo, Outcome, PermissionRequest, PolicyId, RequestingParty, RequiredClaim,
     ResourceDecision, ResourceInfo, required_claims,
 };
 use crate::state::AppState;
@@ -32,7 +32,9 @@ use crate::store::{
     AuditRecord, IssueRpt, PctRecord, PendingRequestRecord, RefreshTokenRecord, ResourceRecord, RotateTicket,
     RptRecord, Store, TicketRecord,
 };
-use crate::uma::assessment::{Approvals, RegisteredResource, ScopeError, Verdict, combine, requested_scopes};
+use crate::uma::assessment::{
+    Approvals, RegisteredResource, Requested, ScopeError, Unavailable, Verdict, combine, requested_scopes,
+};
 use crate::uma::claims::{Carried, Merged, merge, persistable};
 use crate::uma::permission::Permission;
 use crate::uma::resources::description_of;
@@ -140,31 +142,21 @@ pub async fn grant(
 
     let mut a = Assessment::new(state, client, &t, &ticket_perms, &merged, now);
     a.pct_expires_at = pct_expires_at;
-    let ids: Vec<&str> = ticket_perms.iter().map(|p| p.resource_id.as_str()).collect();
-    let records = store.find_resources(&ids, &t.owner, Some(&t.rs_client_id)).await?;
-    let mut registered = Vec::with_capacity(records.len());
-    let mut infos = Vec::with_capacity(records.len());
-    for rec in &records {
-        let (info, scopes) = resource_view(rec)?;
-        registered.push(RegisteredResource { resource_id: rec.resource_id.clone(), scopes });
-        infos.push(info);
-    }
-    let (requested, unavailable) =
-        match requested_scopes(&ticket_perms, &registered, &client.metadata.scopes(), p.scope) {
-            Ok(x) => x,
-            Err(e) => {
-                store.insert_audit(&a.record("invalid_scope", &[], &[])).await?;
-                let detail = match e {
-                    ScopeError::Unknown(s) => format!("scope `{s}` is offered by no resource of the ticket"),
-                    ScopeError::NothingToAssess(r) => format!("nothing to assess on resource `{r}`"),
-                };
-                return Err(OAuthError::new(ErrorCode::InvalidScope)
-                    .describe("a requested scope is not available on the ticket's resources")
-                    .detail(detail));
-            }
-        };
+    let ticket_assessment = match assess_ticket(state, client, &t, &ticket_perms, &merged.party, p.scope, now).await? {
+        Ok(x) => x,
+        Err(e) => {
+            store.insert_audit(&a.record("invalid_scope", &[], &[])).await?;
+            let detail = match e {
+                ScopeError::Unknown(s) => format!("scope `{s}` is offered by no resource of the ticket"),
+                ScopeError::NothingToAssess(r) => format!("nothing to assess on resource `{r}`"),
+            };
+            return Err(OAuthError::new(ErrorCode::InvalidScope)
+                .describe("a requested scope is not available on the ticket's resources")
+                .detail(detail));
+        }
+    };
+    let TicketAssessment { requested, unavailable, shares, decisions } = ticket_assessment;
     a.requested = requested.iter().map(|r| (r.resource_id.clone(), r.scopes.clone())).collect();
-    let shares = sharing::active_shares(store, &ids, now).await.map_err(OAuthError::unavailable)?;
     // An owner's decision holds for the party and client it was asked for, nobody else: a ticket
     // whose claims now name someone else starts a new request.
     let pending = match &t.pending_id {
@@ -175,24 +167,7 @@ pub async fn grant(
         }),
         None => None,
     };
-    let permissions: Vec<PermissionRequest> = requested
-        .iter()
-        .filter_map(|r| {
-            infos
-                .iter()
-                .find(|i| i.id == r.resource_id)
-                .map(|i| PermissionRequest { resource: i.clone(), scopes: r.scopes.clone() })
-        })
-        .collect();
     let client_info = ClientInfo { id: client.client_id.clone(), name: client.metadata.client_name.clone() };
-    let decisions = state.policies.assess(&AssessmentRequest {
-        party: &merged.party,
-        client: &client_info,
-        permissions: &permissions,
-        shares: &shares,
-        now,
-        derive_required_claims: true,
-    });
     let approvals = PendingApprovals { pending: pending.as_ref(), now };
     let (verdict, policies) = combine(&decisions, &unavailable, &approvals, state.settings.uma.partial_grants);
 
@@ -217,6 +192,81 @@ pub async fn grant(
                 .describe("the authorization policies deny this request")
                 .detail("request denied by policy"))
         }
+    }
+}
+
+/// The policies' decisions on a ticket's permissions for one requesting party (Grant §3.3.4).
+struct TicketAssessment {
+    requested: Vec<Requested>,
+    unavailable: Vec<Unavailable>,
+    shares: Vec<sharing::Share>,
+    decisions: Vec<ResourceDecision>,
+}
+
+/// Assesses a ticket's permissions for `party`: the resources as they are now, the scopes to assess
+/// (§3.3.4, A-5), the owner's shares, and the policy engine's decision per scope. No write.
+async fn assess_ticket(
+    state: &AppState,
+    client: &Client,
+    t: &TicketRecord,
+    ticket_perms: &[Permission],
+    party: &RequestingParty,
+    scope: Option<&str>,
+    now: UnixTime,
+) -> Result<Result<TicketAssessment, ScopeError>, OAuthError> {
+    let store = &state.store;
+    let ids: Vec<&str> = ticket_perms.iter().map(|p| p.resource_id.as_str()).collect();
+    let records = store.find_resources(&ids, &t.owner, Some(&t.rs_client_id)).await?;
+    let mut registered = Vec::with_capacity(records.len());
+    let mut infos = Vec::with_capacity(records.len());
+    for rec in &records {
+        let (info, scopes) = resource_view(rec)?;
+        registered.push(RegisteredResource { resource_id: rec.resource_id.clone(), scopes });
+        infos.push(info);
+    }
+    let (requested, unavailable) = match requested_scopes(ticket_perms, &registered, &client.metadata.scopes(), scope) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(e)),
+    };
+    let shares = sharing::active_shares(store, &ids, now).await.map_err(OAuthError::unavailable)?;
+    let permissions: Vec<PermissionRequest> = requested
+        .iter()
+        .filter_map(|r| {
+            infos
+                .iter()
+                .find(|i| i.id == r.resource_id)
+                .map(|i| PermissionRequest { resource: i.clone(), scopes: r.scopes.clone() })
+        })
+        .collect();
+    let client_info = ClientInfo { id: client.client_id.clone(), name: client.metadata.client_name.clone() };
+    let decisions = state.policies.assess(&AssessmentRequest {
+        party,
+        client: &client_info,
+        permissions: &permissions,
+        shares: &shares,
+        now,
+        derive_required_claims: true,
+    });
+    Ok(Ok(TicketAssessment { requested, unavailable, shares, decisions }))
+}
+
+/// What the policies still need to know about `party` to grant the ticket's request: the claims page
+/// shows it and offers the sign-in options that can supply it. Empty when nothing is missing.
+pub async fn claims_needed(
+    state: &AppState,
+    client: &Client,
+    t: &TicketRecord,
+    party: &RequestingParty,
+    now: UnixTime,
+) -> Result<Vec<RequiredClaim>, OAuthError> {
+    let perms: Vec<Permission> = serde_json::from_str(&t.permissions).map_err(OAuthError::server_error)?;
+    let Ok(x) = assess_ticket(state, client, t, &perms, party, None, now).await? else {
+        return Ok(Vec::new());
+    };
+    let approvals = PendingApprovals { pending: None, now };
+    match combine(&x.decisions, &x.unavailable, &approvals, state.settings.uma.partial_grants).0 {
+        Verdict::NeedInfo(needed) => Ok(required_claims(&needed, &*state.verifiers)),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -427,6 +477,12 @@ impl<'a> Assessment<'a> {
         if !claims.is_empty() {
             err = err.with_member("required_claims", Value::Array(claims));
         }
+        // Grant §3.3.6: the client may send the person to gather claims interactively, if it has
+        // somewhere to be sent back to and this server has a way to sign in.
+        if !self.client.metadata.claims_redirect_uris.is_empty() && crate::uma::gathering::choices(self.state).any() {
+            let endpoint = self.state.settings.endpoint(crate::http::claims::CLAIMS_PATH);
+            err = err.with_member("redirect_user", json!(endpoint));
+        }
         Ok(err)
     }
 
@@ -613,7 +669,7 @@ impl<'a> Assessment<'a> {
         })
     }
 
-    /// A PCT when the client opted in and fresh claims (pushed or gathered) led to the grant; it keeps
+    /// A PCT when the client opted in and freshly pushed claims led to the grant; it keeps
     /// only the claims the granting policies read (checklist A-13).
     fn pct(
         &self,
@@ -622,7 +678,9 @@ impl<'a> Assessment<'a> {
         family: &str,
     ) -> Result<Option<(OpaqueToken, PctRecord)>, OAuthError> {
         let party = &self.merged.party;
-        let fresh = matches!(party.source, ClaimSource::Pushed | ClaimSource::Gathered);
+        // Claims gathered in the browser are not persisted: the requesting party was not asked for
+        // consent to that (checklist A-13), so they hold for this request only.
+        let fresh = party.source == ClaimSource::Pushed;
         if !self.client.metadata.persist_pushed_claims || !fresh || party.iss.is_none() {
             return Ok(None);
         }

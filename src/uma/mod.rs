@@ -5,6 +5,7 @@ pub mod approval;
 pub mod assessment;
 pub mod audit;
 pub mod claims;
+pub mod gathering;
 pub mod grant;
 pub mod permission;
 pub mod resources;

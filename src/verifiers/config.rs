@@ -152,6 +152,29 @@ pub struct VerifierConfig {
     pub danger_allow_sha1: bool,
     /// SAML only: a `Recipient` present must equal this (the token endpoint).
     pub recipient: String,
+    /// OIDC only: people can sign in at this provider during interactive claims gathering.
+    pub interactive: Option<Interactive>,
+}
+
+/// Tessera as a relying party of an OpenID provider, for interactive claims gathering
+/// (`[interactive]`). The provider's endpoints come from its discovery document.
+#[derive(Debug, Clone)]
+pub struct Interactive {
+    pub client_id: String,
+    pub client_secret: crate::config::Secret,
+    pub scopes: Vec<String>,
+    /// The button's text.
+    pub label: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInteractive {
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_env: Option<String>,
+    scopes: Option<Vec<String>>,
+    label: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +196,7 @@ struct RawFile {
     claims: Vec<RawClaim>,
     keys: RawKeys,
     danger_allow_sha1: Option<bool>,
+    interactive: Option<RawInteractive>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,6 +365,13 @@ pub fn parse(file: &Path, text: &str, env: &VerifierEnv) -> Result<VerifierConfi
     let required_claims = raw.required_claims.unwrap_or_default();
 
     let keys = key_source(raw.format, &raw.issuer, raw.keys, base).map_err(bad)?;
+    let interactive = match raw.interactive {
+        None => None,
+        Some(_) if raw.format != Format::Oidc => {
+            return Err(bad("`[interactive]` applies to OpenID Connect verifiers only".into()));
+        }
+        Some(i) => Some(interactive(i, &id).map_err(bad)?),
+    };
 
     Ok(VerifierConfig {
         id,
@@ -359,7 +390,35 @@ pub fn parse(file: &Path, text: &str, env: &VerifierEnv) -> Result<VerifierConfi
         keys,
         danger_allow_sha1,
         recipient: env.token_endpoint.clone(),
+        interactive,
     })
+}
+
+fn interactive(i: RawInteractive, id: &str) -> Result<Interactive, String> {
+    if i.client_id.is_empty() || i.client_id.len() > 255 {
+        return Err("`interactive.client_id` must be 1 to 255 characters".into());
+    }
+    let secret = match (i.client_secret, i.client_secret_env) {
+        (Some(s), None) => s,
+        (None, Some(var)) => std::env::var(&var)
+            .map_err(|_| format!("`interactive.client_secret_env` names `{var}`, which is not set"))?,
+        _ => return Err("`[interactive]` needs exactly one of `client_secret`, `client_secret_env`".into()),
+    };
+    if secret.is_empty() {
+        return Err("`interactive` client secret is empty".into());
+    }
+    let scopes = i.scopes.unwrap_or_else(|| vec!["openid".to_owned()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err("`interactive.scopes` must include `openid`".into());
+    }
+    if scopes.iter().any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')) {
+        return Err("`interactive.scopes` holds an invalid scope".into());
+    }
+    let label = i.label.unwrap_or_else(|| id.to_owned());
+    if label.is_empty() || label.chars().count() > 80 {
+        return Err("`interactive.label` must be 1 to 80 characters".into());
+    }
+    Ok(Interactive { client_id: i.client_id, client_secret: crate::config::Secret::new(secret), scopes, label })
 }
 
 fn is_identifier(s: &str) -> bool {

@@ -19,6 +19,9 @@ pub mod config;
 mod jwt;
 mod oidc;
 mod saml;
+mod sign_in;
+
+pub use sign_in::{SignInProvider, SignInStart};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -211,11 +214,16 @@ impl VerifiedClaims {
 
     /// The requesting party for the policy engine (`principal`), with `claim_source = pushed`.
     pub fn to_party(&self) -> crate::policy::RequestingParty {
+        self.to_party_from(crate::policy::ClaimSource::Pushed)
+    }
+
+    /// The requesting party, with the given `claim_source` (`gathered` after a browser sign-in).
+    pub fn to_party_from(&self, source: crate::policy::ClaimSource) -> crate::policy::RequestingParty {
         crate::policy::RequestingParty {
             iss: Some(self.issuer.clone()),
             sub: Some(self.subject.clone()),
             claims: self.claims.clone(),
-            source: crate::policy::ClaimSource::Pushed,
+            source,
             verifier: Some(self.verifier_id.clone()),
         }
     }
@@ -244,6 +252,8 @@ pub struct PushingClient<'a> {
 /// The verifiers, by `claim_token_format`. Built once at start; per-node key caches inside.
 pub struct VerifierRegistry {
     verifiers: Vec<Arc<dyn ClaimVerifier>>,
+    /// The OpenID providers people can sign in at during interactive claims gathering.
+    sign_in: Vec<Arc<sign_in::SignIn>>,
     store: Option<Store>,
 }
 
@@ -257,7 +267,7 @@ impl std::fmt::Debug for VerifierRegistry {
 impl VerifierRegistry {
     /// No verifier: every claim token is `UnsupportedFormat`.
     pub fn empty() -> Self {
-        VerifierRegistry { verifiers: Vec::new(), store: None }
+        VerifierRegistry { verifiers: Vec::new(), sign_in: Vec::new(), store: None }
     }
 
     /// Reads and validates every `*.toml` in `dir` (a missing folder is an empty registry). Keys that
@@ -273,7 +283,11 @@ impl VerifierRegistry {
         // for loopback hosts (config.rs). Timeouts, size cap and no redirects still apply.
         let fetcher = Arc::new(JwksFetcher::new(true));
         let mut verifiers: Vec<Arc<dyn ClaimVerifier>> = Vec::new();
+        let mut sign_in = Vec::new();
         for c in configs {
+            if let Some(i) = c.interactive.clone() {
+                sign_in.push(Arc::new(sign_in::SignIn::new(&c, i, fetcher.clone())));
+            }
             let v: Arc<dyn ClaimVerifier> = match c.format {
                 Format::Oidc => Arc::new(oidc::OidcVerifier::new(c, fetcher.clone())),
                 Format::Jwt => Arc::new(jwt::JwtVerifier::new(c, fetcher.clone())),
@@ -281,7 +295,7 @@ impl VerifierRegistry {
             };
             verifiers.push(v);
         }
-        Ok(VerifierRegistry { verifiers, store: None })
+        Ok(VerifierRegistry { verifiers, sign_in, store: None })
     }
 
     /// Gives the registry the store that records single-use token ids. Without it, a single-use
@@ -360,6 +374,62 @@ impl VerifierRegistry {
             ));
         }
         let facts = verifier.check(raw, now).await?;
+        self.accept(cfg, facts, now).await
+    }
+
+    /// The providers a person can sign in at on the claims page, in file order.
+    pub fn sign_in_providers(&self) -> Vec<SignInProvider> {
+        self.sign_in.iter().map(|s| s.provider()).collect()
+    }
+
+    fn sign_in(&self, id: &str) -> Result<&sign_in::SignIn, VerifyError> {
+        self.sign_in
+            .iter()
+            .find(|s| s.config().id == id)
+            .map(AsRef::as_ref)
+            .ok_or_else(|| VerifyError::new(Reason::UntrustedIssuer, format!("no sign-in provider `{id}`")))
+    }
+
+    /// Starts a sign-in at provider `id`: where to send the browser.
+    pub async fn start_sign_in(
+        &self,
+        id: &str,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+    ) -> Result<SignInStart, VerifyError> {
+        self.sign_in(id)?.start(redirect_uri, state, nonce).await
+    }
+
+    /// Redeems the provider's code; the ID token it returns passes the same checks as a pushed one
+    /// (audience: Tessera's client id at that provider) plus the sign-in's `nonce`.
+    pub async fn finish_sign_in(
+        &self,
+        id: &str,
+        redirect_uri: &str,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+        now: UnixTime,
+    ) -> Result<VerifiedClaims, VerifyError> {
+        let s = self.sign_in(id)?;
+        let result = match s.finish(redirect_uri, code, pkce_verifier, nonce, now).await {
+            Ok(facts) => self.accept(s.config(), facts, now).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            tracing::info!(provider = id, reason = ?e.reason(), detail = e.detail(), "interactive sign-in refused");
+        }
+        result
+    }
+
+    /// Claims of a token `cfg`'s checks accepted: mapped, trusted, and recorded when single use.
+    async fn accept(
+        &self,
+        cfg: &VerifierConfig,
+        facts: TokenFacts,
+        now: UnixTime,
+    ) -> Result<VerifiedClaims, VerifyError> {
         let claims = map_claims(cfg, &facts)?;
         if cfg.single_use {
             self.record_use(cfg, &facts, now).await?;

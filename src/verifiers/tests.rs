@@ -670,3 +670,40 @@ async fn mutated_tokens_never_panic_and_never_verify_to_other_claims() {
     }
     assert!(jws_runs > 20 && saml_runs > 10, "too few runs: {jws_runs} JWS, {saml_runs} SAML");
 }
+
+#[test]
+fn interactive_sign_in_is_configured_per_oidc_verifier() {
+    let jwks = json!({"keys": [key(SigningAlgorithm::ES256).jwk]});
+    let file = Path::new("/verifiers/partner.toml");
+    let ok = "[interactive]\nclient_id = \"tessera\"\nclient_secret = \"s3cret-value\"\nscopes = [\"openid\", \"email\"]\n\
+              label = \"Partner hospital\"\n";
+    let cfg = config::parse(file, &jws_toml("oidc", &jwks, ok), &env()).unwrap();
+    let i = cfg.interactive.as_ref().unwrap();
+    assert_eq!((i.client_id.as_str(), i.label.as_str()), ("tessera", "Partner hospital"));
+    assert_eq!(i.scopes, ["openid", "email"]);
+    assert!(!format!("{cfg:?}").contains("s3cret-value"), "the client secret must never be printed");
+
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry_from(dir.path(), &[("partner.toml", jws_toml("oidc", &jwks, ok))]);
+    let providers = reg.sign_in_providers();
+    assert_eq!(providers.len(), 1);
+    assert_eq!((providers[0].id.as_str(), providers[0].issuer.as_str()), ("partner", IDP));
+
+    let refused = [
+        ("jwt", ok, "OpenID Connect verifiers only"),
+        ("oidc", "[interactive]\nclient_id = \"t\"\n", "exactly one of"),
+        (
+            "oidc",
+            "[interactive]\nclient_id = \"t\"\nclient_secret = \"s\"\nclient_secret_env = \"X\"\n",
+            "exactly one of",
+        ),
+        ("oidc", "[interactive]\nclient_id = \"t\"\nclient_secret = \"s\"\nscopes = [\"email\"]\n", "include `openid`"),
+        ("oidc", "[interactive]\nclient_id = \"\"\nclient_secret = \"s\"\n", "client_id"),
+        ("oidc", "[interactive]\nclient_id = \"t\"\nclient_secret_env = \"TESSERA_UNSET_FOR_SURE_42\"\n", "not set"),
+        ("oidc", "[interactive]\nclient_id = \"t\"\nclient_secret = \"s\"\nredirect = \"x\"\n", "unknown field"),
+    ];
+    for (format, extra, why) in refused {
+        let err = config::parse(file, &jws_toml(format, &jwks, extra), &env()).unwrap_err().to_string();
+        assert!(err.contains(why), "{extra}: {err}");
+    }
+}

@@ -7,8 +7,10 @@
 mod support;
 
 mod browser;
+mod claims_gathering;
 mod client_auth;
 mod clients_cli;
+mod console;
 mod discovery;
 mod errors;
 mod health;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod assertions;
+pub mod console_browser;
 pub mod jwks_server;
 pub mod oauth;
 pub mod process;
