@@ -44,8 +44,10 @@ pub struct Metadata {
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     pub resource_registration_endpoint: String,
     pub permission_endpoint: String,
-    /// UMA Grant §2: where a client sends the requesting party's browser to gather claims.
-    pub claims_interaction_endpoint: String,
+    /// UMA Grant §2: where a client sends the requesting party's browser to gather claims. Only
+    /// when the server offers a way to sign in there (filled in by `Server::build`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims_interaction_endpoint: Option<String>,
     pub scopes_supported: Vec<&'static str>,
     pub code_challenge_methods_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -77,7 +79,7 @@ impl Metadata {
                 .collect(),
             resource_registration_endpoint: settings.endpoint(RESOURCES_PATH),
             permission_endpoint: settings.endpoint(PERMISSION_PATH),
-            claims_interaction_endpoint: settings.endpoint(crate::http::claims::CLAIMS_PATH),
+            claims_interaction_endpoint: None,
             scopes_supported: vec![PROTECTION_SCOPE],
             code_challenge_methods_supported: vec!["S256"],
             registration_endpoint: (settings.registration_mode != RegistrationMode::Closed)

@@ -31,6 +31,8 @@ async fn uma_and_rfc8414_documents_agree(store: StoreKind) {
     assert_eq!(headers["cache-control"], "public, max-age=300");
     assert_well_formed(&uma, &t.base);
     assert_eq!(uma["jwks_uri"], t.url("/jwks"));
+    // The repository's demo OIDC verifier offers browser sign-in (`[interactive]`).
+    assert_eq!(uma["claims_interaction_endpoint"], t.url("/claims"));
 
     let (status, _, oauth) = t.get_json("/.well-known/oauth-authorization-server").await;
     assert_eq!(status, 200);

@@ -7,6 +7,7 @@
 
 pub mod assertions;
 pub mod console_browser;
+pub mod idp;
 pub mod jwks_server;
 pub mod oauth;
 pub mod process;
