@@ -124,6 +124,7 @@ impl Store {
         ticket: Option<&TicketRecord>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "UPDATE claims_session SET finished_at = $2, oidc_nonce = NULL, pkce_verifier = NULL

@@ -266,6 +266,7 @@ impl Store {
         access: &AccessTokenRecord,
         refresh: Option<&RefreshTokenRecord>,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO access_token (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at)
@@ -358,6 +359,7 @@ impl Store {
     // ---- resources (FedAuthz §3) ----
 
     pub async fn insert_resource(&self, r: &ResourceRecord) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO resource (resource_id, owner, rs_client_id, description, name, type, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

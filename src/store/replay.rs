@@ -14,6 +14,7 @@ impl Store {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         // A row past its expiry can no longer matter (the token itself is refused as expired first);
         // deleting it here keeps the table bounded and lets the insert below succeed.
         sqlx::query("DELETE FROM claim_token_use WHERE verifier_id = $1 AND token_id = $2 AND expires_at < $3")

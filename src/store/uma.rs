@@ -101,6 +101,7 @@ impl Store {
     // ---- tickets ----
 
     pub async fn insert_ticket(&self, t: &TicketRecord) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         insert_ticket_on(&mut conn, t).await
     }
@@ -113,6 +114,7 @@ impl Store {
         client_id: &str,
         now: UnixTime,
     ) -> Result<Option<TicketRecord>, StoreError> {
+        let _turn = self.write_turn().await;
         Ok(sqlx::query_as::<_, TicketRecord>(concat!(
             "UPDATE ticket SET used_at = $1
              WHERE digest = $2 AND used_at IS NULL AND expires_at > $1 AND (client_id IS NULL OR client_id = $3)
@@ -146,6 +148,7 @@ impl Store {
     /// the grant family and writes the audit record, all or nothing. `false`: the RPT to retire was
     /// retired by a concurrent request first (threats D4); nothing was written.
     pub async fn issue_rpt(&self, w: &IssueRpt<'_>) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         if let Some((old, old_family)) = w.retire {
             let done = sqlx::query(
@@ -231,6 +234,7 @@ impl Store {
 
     /// Hands back a new ticket (need_info, request_submitted) with its audit record and approval.
     pub async fn rotate_ticket(&self, w: &RotateTicket<'_>) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         if let Some(p) = w.new_pending {
             sqlx::query(concat!(
@@ -270,6 +274,7 @@ impl Store {
 
     /// An assessment that issued nothing and handed back no ticket (request_denied, invalid_scope).
     pub async fn insert_audit(&self, a: &AuditRecord) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         insert_audit_on(&mut conn, a).await
     }
