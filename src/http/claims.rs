@@ -128,14 +128,17 @@ pub async fn interaction(State(state): State<AppState>, RawQuery(query): RawQuer
     res
 }
 
-/// The session of a form post, or the page that refuses it.
-async fn form_session(
+/// A form post of a gathering session: its fields (session and csrf taken out, checked) and the
+/// session, or the page that refuses it.
+async fn posted(
     state: &AppState,
     headers: &HeaderMap,
-    form: &mut OAuthForm,
-) -> Result<crate::store::ClaimsSessionRecord, Box<Response>> {
+    body: &[u8],
+) -> Result<(OAuthForm, crate::store::ClaimsSessionRecord), Box<Response>> {
+    let mut form = OAuthForm::parse(body)
+        .map_err(|_| Box::new(error_page(StatusCode::BAD_REQUEST, "A form field is repeated.")))?;
     let (session, csrf) = (form.take("session"), form.take("csrf"));
-    gathering::session_of_form(
+    let s = gathering::session_of_form(
         state,
         session.as_deref(),
         csrf.as_deref(),
@@ -143,21 +146,19 @@ async fn form_session(
         state.clock.now(),
     )
     .await
-    .map_err(|r| Box::new(refused(r, true)))
-}
-
-fn parse_form(body: &[u8]) -> Result<OAuthForm, Box<Response>> {
-    OAuthForm::parse(body).map_err(|_| Box::new(error_page(StatusCode::BAD_REQUEST, "A form field is repeated.")))
+    .map_err(|r| Box::new(refused(r, true)))?;
+    // Kept for a page shown again (a wrong password): the same form must still work.
+    form.0.insert("session".to_owned(), s.session_id.clone());
+    if let Some(c) = csrf {
+        form.0.insert("csrf".to_owned(), c);
+    }
+    Ok((form, s))
 }
 
 /// `POST /claims/oidc`: sign in at the chosen OpenID provider.
 pub async fn provider(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    let s = match form_session(&state, &headers, &mut form).await {
-        Ok(s) => s,
+    let (mut form, s) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     let provider = form.take("provider").unwrap_or_default();
@@ -183,15 +184,11 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuer
 /// `POST /claims/account`: sign in with a local account.
 pub async fn account(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.clock.now();
-    let mut form = match parse_form(&body) {
-        Ok(f) => f,
+    let (mut form, s) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
         Err(r) => return *r,
     };
-    let (session_id, csrf) = (form.0.get("session").cloned(), form.0.get("csrf").cloned());
-    let s = match form_session(&state, &headers, &mut form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let (session_id, csrf) = (form.take("session"), form.take("csrf"));
     let username = form.take("username").unwrap_or_default();
     let password = form.take("password").unwrap_or_default();
     match gathering::local_account(&state, &s, &username, &password, now).await {
@@ -218,12 +215,8 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap, body: By
 /// `POST /claims/cancel`: the person declines; the client learns `access_denied`.
 pub async fn cancel(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.clock.now();
-    let mut form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    let s = match form_session(&state, &headers, &mut form).await {
-        Ok(s) => s,
+    let (_, s) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     match gathering::cancel(&state, &s, now).await {

@@ -32,6 +32,12 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <title>{} · Tessera</title><style>{STYLE}</style></head><body>{body}</body></html>",
         escape(title)
     );
+    html_response(status, html)
+}
+
+/// An HTML page with the headers every page for people carries: no script, nothing loaded from
+/// elsewhere, no framing (RFC 9700 §4.16), never cached.
+pub fn html_response(status: StatusCode, html: String) -> Response {
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));

@@ -5,14 +5,12 @@
 
 use std::sync::LazyLock;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use minijinja::Environment;
 use serde::Serialize;
 
 use crate::http::pages;
-
-const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Every template, by the name handlers render it with.
 const TEMPLATES: &[(&str, &str)] = &[
@@ -42,14 +40,7 @@ pub fn render<S: Serialize>(status: StatusCode, name: &str, ctx: S) -> Response 
         Err(e) => Err(e.to_string()),
     };
     match html {
-        Ok(html) => {
-            let mut res = (status, html).into_response();
-            let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
+        Ok(html) => pages::html_response(status, html),
         Err(e) => {
             tracing::error!(template = name, error = %e, "a page could not be rendered");
             pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "this page could not be shown")
