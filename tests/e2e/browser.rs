@@ -5,77 +5,18 @@
 //! Chromium and chromedriver come from Debian (`.ci/run` installs them). Without them the test says so
 //! and stops, except under CI (`CI=true`), where a missing browser fails the run.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
+use crate::support::browser::{Driver, Screen};
 use crate::support::{Options, StoreKind, TestAs, TestDb};
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const PASSWORD: &str = "correct horse battery staple";
-
-struct Driver {
-    child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts chromedriver on a free port, or explains why it cannot (None outside CI).
-fn start_driver() -> Option<Driver> {
-    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-        let why = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "browser tests must run in CI: {why}");
-        eprintln!("skipped: {why}");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    Some(Driver { child, port, _profile: tempfile::tempdir().unwrap() })
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let profile = driver._profile.path().display().to_string();
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            // The flags this machine needs: no sandbox as root, and no background calls to a network
-            // that is closed here.
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     format!("--user-data-dir={profile}")],
-        }
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        match builder.capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{}", driver.port)).await {
-            Ok(c) => return c,
-            // chromedriver may still be starting.
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => panic!("cannot start a browser session: {e}"),
-        }
-    }
-}
 
 fn pkce() -> (String, String) {
     let verifier = format!("browser-{}-{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
@@ -131,7 +72,7 @@ async fn redeem(t: &TestAs, rs: &Value, code: &str, verifier: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_signs_in_and_approves_in_a_real_browser() {
-    let Some(driver) = start_driver() else { return };
+    let Some(driver) = Driver::start() else { return };
     let db = TestDb::new(StoreKind::Sqlite).await;
     let t = TestAs::start_with(&db, Options { extra_toml: "[registration]\nmode = \"open\"\n", ..Default::default() })
         .await;
@@ -150,7 +91,7 @@ async fn an_owner_signs_in_and_approves_in_a_real_browser() {
         .await
         .unwrap();
     let client_id = rs["client_id"].as_str().unwrap().to_owned();
-    let c = browser(&driver).await;
+    let c = driver.session(Screen::Default).await;
 
     // First time: the page asks who you are; a wrong password is refused on the page itself.
     let (verifier, challenge) = pkce();

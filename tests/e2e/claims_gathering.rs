@@ -9,16 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client as Browser, Locator};
 use serde_json::{Value, json};
 use tessera::clock::{Clock, FixedClock, SystemClock};
 
 use crate::both_stores;
+use crate::support::browser::{self, Driver, Screen};
 use crate::support::idp::{self, Agent, Form, Idp, Page};
 use crate::support::uma::{self, Client, OBSERVATION, RS1, SECRET, UMA_GRANT, Uma, active_rpt, perms};
 use crate::support::{Options, StoreKind, TestAs, TestDb};
@@ -670,62 +669,6 @@ async fn a_partner_sign_in_over_http(store: StoreKind) {
 // ---------------------------------------------------------------------------------------------------
 // c. The browser
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-struct Driver {
-    child: Child,
-    port: u16,
-    profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// chromedriver on a free port, or `None` (after `skipped: …`) outside CI without Chromium.
-fn start_driver() -> Option<Driver> {
-    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
-        let why = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "browser tests must run in CI: {why}");
-        eprintln!("skipped: {why}");
-        return None;
-    }
-    let port = idp::free_port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    Some(Driver { child, port, profile: tempfile::tempdir().unwrap() })
-}
-
-async fn browser(driver: &Driver) -> Browser {
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1000,800",
-                     format!("--user-data-dir={}", driver.profile.path().display())],
-        }
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        match builder.capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{}", driver.port)).await {
-            Ok(c) => return c,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => panic!("cannot start a browser session: {e}"),
-        }
-    }
-}
-
 /// The client's own page at its claims redirect URI: records each query it is sent.
 struct ClientSite {
     url: String,
@@ -763,22 +706,13 @@ async fn client_site() -> ClientSite {
     ClientSite { url, seen, task }
 }
 
-fn artifacts() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("test-artifacts").join("claims-gathering");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
+/// `target/test-artifacts/claims-gathering/<store>-<name>.png`
 async fn screenshot(c: &Browser, store: StoreKind, name: &str) {
-    let png = c.screenshot().await.unwrap();
     let store = match store {
         StoreKind::Sqlite => "sqlite",
         StoreKind::Postgres => "postgres",
     };
-    std::fs::write(artifacts().join(format!("{store}-{name}.png")), png).unwrap();
+    browser::screenshot(c, "claims-gathering", &format!("{store}-{name}")).await;
 }
 
 /// Waits until the browser is at a URL starting with `prefix`; returns it.
@@ -798,7 +732,7 @@ async fn wait_for_url(c: &Browser, prefix: &str) -> url::Url {
 /// sign-in at a real OpenID Provider on loopback, back at the client's claims redirect URI with a new
 /// ticket and the same state, and an RPT for that ticket.
 async fn a_person_signs_in_at_a_partner_in_a_real_browser(store: StoreKind) {
-    let Some(driver) = start_driver() else { return };
+    let Some(driver) = Driver::start() else { return };
     let site = client_site().await;
     let Some((u, provider)) = with_partner(store, &site.url).await else { return };
     let (rid, ticket) = observation_ticket(&u).await;
@@ -815,7 +749,7 @@ async fn a_person_signs_in_at_a_partner_in_a_real_browser(store: StoreKind) {
         .append_pair("claims_redirect_uri", &site.url)
         .append_pair("state", &state);
 
-    let c = browser(&driver).await;
+    let c = driver.session(Screen::Window { width: 1000, height: 800 }).await;
     c.goto(go.as_str()).await.unwrap();
     let button = c.wait().for_element(Locator::Id(&format!("provider-{VERIFIER}"))).await.unwrap();
     screenshot(&c, store, "1-claims-page").await;

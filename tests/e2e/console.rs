@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::support::StoreKind;
-use crate::support::console_browser::{Browser, Screen};
+use crate::support::browser::{Browser, Screen};
 use crate::support::uma::{BEHAVIORAL, IDP_ISSUER, OBSERVATION, PCT_CLIENT, UMA_CLIENT, Uma, inactive};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -60,12 +60,15 @@ async fn status_of(u: &Uma, id: &str) -> String {
 
 // ---- in a browser ----
 
+/// Where the screenshots go: `target/test-artifacts/console/`.
+const SHOTS: &str = "console";
+
 /// Signs in through the form; returns the dashboard's text.
 async fn browser_sign_in(b: &Browser, u: &Uma, shot: Option<&str>) -> String {
     b.c.goto(&u.t.url("/console")).await.unwrap();
     assert_eq!(b.text("h1").await, "Sign in to your console");
     if let Some(name) = shot {
-        b.screenshot(name).await;
+        b.screenshot(SHOTS, name).await;
     }
     b.type_into("username", "alice").await;
     b.type_into("password", PASSWORD).await;
@@ -97,7 +100,7 @@ async fn the_owner_approves_in_a_browser(store: StoreKind) {
     browser_sign_in(&b, &u, shots.then_some("signin-desktop")).await;
     assert_request_shown(&b).await;
     if shots {
-        b.screenshot("dashboard-desktop").await;
+        b.screenshot(SHOTS, "dashboard-desktop").await;
     }
     b.click("#approve-1").await;
     assert_eq!(b.text("#flash").await, "Request approved. The client gets its token when it asks again.");
@@ -126,14 +129,14 @@ async fn the_owner_approves_in_a_browser(store: StoreKind) {
     b.type_into(&format!("iss-{rid}"), IDP_ISSUER).await;
     b.type_into(&format!("value-{rid}"), "carol@hospital.example").await;
     if shots {
-        b.screenshot("share-form-desktop").await;
+        b.screenshot(SHOTS, "share-form-desktop").await;
     }
     b.click(&format!("{card} button.primary")).await;
     assert_eq!(b.text("#flash").await, "Share created.");
     let shares = b.text(&format!("{card} .share")).await;
     assert!(shares.contains("email carol@hospital.example") && shares.contains("read · no end"), "{shares}");
     if shots {
-        b.screenshot("dashboard-after-approval-desktop").await;
+        b.screenshot(SHOTS, "dashboard-after-approval-desktop").await;
     }
     b.close().await;
     u.stop().await;
@@ -151,7 +154,7 @@ async fn the_owner_denies_on_a_phone(store: StoreKind) {
         b.c.execute("return document.documentElement.clientWidth", vec![]).await.unwrap().as_i64().unwrap();
     assert_eq!(width, 390, "a phone-sized window");
     if shots {
-        b.screenshot("dashboard-phone").await;
+        b.screenshot(SHOTS, "dashboard-phone").await;
     }
     let scroll: i64 =
         b.c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap().as_i64().unwrap();

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 pub mod assertions;
-pub mod console_browser;
+pub mod browser;
 pub mod idp;
 pub mod jwks_server;
 pub mod oauth;
