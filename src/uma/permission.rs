@@ -80,13 +80,16 @@ pub async fn request_ticket(
     lifetime: i64,
     now: UnixTime,
 ) -> Result<OpaqueToken, OAuthError> {
+    // One query for every resource of the request (up to 100), not one per permission.
+    let ids: Vec<&str> = permissions.iter().map(|p| p.resource_id.as_str()).collect();
+    let found = store.find_resources(&ids, &pat.owner, Some(&pat.client_id)).await?;
     for p in permissions {
-        let rec = store.find_resource(&p.resource_id, &pat.owner, &pat.client_id).await?.ok_or_else(|| {
+        let rec = found.iter().find(|r| r.resource_id == p.resource_id).ok_or_else(|| {
             OAuthError::new(ErrorCode::InvalidResourceId)
                 .describe("a resource_id is not a resource of this resource owner and resource server")
                 .detail(format!("resource `{}`", p.resource_id))
         })?;
-        let registered = description_of(&rec)?.resource_scopes;
+        let registered = description_of(rec)?.resource_scopes;
         if let Some(s) = p.resource_scopes.iter().find(|s| !registered.contains(s)) {
             return Err(OAuthError::new(ErrorCode::InvalidScope)
                 .describe("a requested scope is not registered for its resource")
