@@ -194,6 +194,47 @@ pub(crate) fn find_key<'a>(set: &'a JwkSet, kid: Option<&str>) -> Result<&'a Jwk
     }
 }
 
+/// The key `kid` of `set` (the only key when there is no `kid`), for `alg`.
+pub(crate) fn key_from_set(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, VerifyError> {
+    let jwk = find_key(set, kid)?;
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && format!("{key_alg:?}") != format!("{alg:?}")
+    {
+        return Err(VerifyError::new(Reason::UnknownKey, "the key with this kid is for another algorithm"));
+    }
+    DecodingKey::from_jwk(jwk)
+        .map_err(|e| VerifyError::new(Reason::UnknownKey, format!("no usable key for the token's algorithm: {e}")))
+}
+
+/// The signature of a compact JWS under `alg` and `key`, checked by jsonwebtoken over aws-lc (the
+/// header's `alg` must be exactly `alg`); the payload it signs. Claims are the caller's to check.
+pub(crate) fn verify_signature(
+    raw: &str,
+    alg: Algorithm,
+    key: &DecodingKey,
+) -> Result<Map<String, Value>, VerifyError> {
+    let mut v = Validation::new(alg);
+    v.algorithms = vec![alg];
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    let verified = jsonwebtoken::decode::<Map<String, Value>>(raw, key, &v).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::InvalidSignature => VerifyError::new(Reason::BadSignature, "signature does not verify"),
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidRsaKey(_) => {
+                VerifyError::new(Reason::UnknownKey, format!("the key does not fit the algorithm: {e}"))
+            }
+            _ => VerifyError::new(Reason::BadSignature, format!("rejected: {e}")),
+        }
+    })?;
+    Ok(verified.claims)
+}
+
 /// The JWK Set of a verifier, from its file or (cached per node) from its `jwks_uri`. An unknown
 /// `kid` triggers at most one refetch per refetch floor (`JwksFetcher`).
 pub(crate) async fn key_set(
@@ -240,13 +281,7 @@ impl JwtVerifier {
                 return Err(VerifyError::new(Reason::KeysUnavailable, "no JWS keys configured"));
             }
         };
-        let jwk = find_key(&set, kid)?;
-        if let Some(key_alg) = jwk.common.key_algorithm
-            && format!("{key_alg:?}") != format!("{alg:?}")
-        {
-            return Err(VerifyError::new(Reason::UnknownKey, "the key with this kid is for another algorithm"));
-        }
-        DecodingKey::from_jwk(jwk).map_err(bad_key)
+        key_from_set(&set, kid, alg)
     }
 
     async fn check_inner(&self, raw: &str, now: UnixTime) -> Result<TokenFacts, VerifyError> {
@@ -257,27 +292,8 @@ impl JwtVerifier {
             .map_err(|_| VerifyError::new(Reason::AlgorithmNotAllowed, format!("unknown algorithm `{alg_name}`")))?;
         let kid = str_claim(&jws.header, "kid")?;
         let key = self.decoding_key(alg, kid).await?;
-        // jsonwebtoken checks the signature only; every claim is checked below with `now`.
-        let mut v = Validation::new(alg);
-        v.algorithms = vec![alg];
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
-        let verified = jsonwebtoken::decode::<Map<String, Value>>(raw, &key, &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::InvalidSignature => VerifyError::new(Reason::BadSignature, "signature does not verify"),
-                ErrorKind::InvalidAlgorithm
-                | ErrorKind::InvalidKeyFormat
-                | ErrorKind::InvalidEcdsaKey
-                | ErrorKind::InvalidRsaKey(_) => {
-                    VerifyError::new(Reason::UnknownKey, format!("the key does not fit the algorithm: {e}"))
-                }
-                _ => VerifyError::new(Reason::BadSignature, format!("rejected: {e}")),
-            }
-        })?;
-        check_claims(&verified.claims, &self.cfg, now, AudienceRule::AnyAccepted)
+        let claims = verify_signature(raw, alg, &key)?;
+        check_claims(&claims, &self.cfg, now, AudienceRule::AnyAccepted)
     }
 }
 
