@@ -267,8 +267,7 @@ impl Store {
         refresh: Option<&RefreshTokenRecord>,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO access_token (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
         )
@@ -278,12 +277,15 @@ impl Store {
         .bind(access.issued_at)
         .bind(access.expires_at)
         .bind(&access.owner)
-        .bind(&access.family)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(r) = refresh {
-            super::insert_refresh_token_on(&mut tx, r).await?;
-        }
+        .bind(&access.family);
+        let Some(r) = refresh else {
+            // One statement is its own transaction: no BEGIN/COMMIT round trips.
+            insert.execute(&self.pool).await?;
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        insert.execute(&mut *tx).await?;
+        super::insert_refresh_token_on(&mut tx, r).await?;
         tx.commit().await?;
         Ok(())
     }
