@@ -83,6 +83,7 @@ impl Server {
             jwks_fetcher: Arc::new(oauth::jwks_fetch::JwksFetcher::new(settings_allow_private)),
             policies: Arc::new(policies),
             verifiers: Arc::new(verifiers),
+            requests: Arc::new(tokio::sync::Semaphore::new(state::MAX_TRACKED_REQUESTS as usize)),
         };
         Ok(Server { state })
     }
@@ -130,6 +131,11 @@ impl Server {
         refresher.abort();
         sweeper.abort();
         policy_reloader.abort();
+        // Requests whose clients left still run to completion (http::layers::run_to_completion):
+        // the store closes after them, within the grace period.
+        if tokio::time::timeout(grace, state.requests.acquire_many(state::MAX_TRACKED_REQUESTS)).await.is_err() {
+            tracing::warn!("requests still running when the grace period ended");
+        }
         state.store.close().await;
         tracing::info!("stopped");
         result

@@ -24,4 +24,10 @@ pub struct AppState {
     pub policies: Arc<PolicyEngine>,
     /// The claim verifiers, by `claim_token_format` (`verifiers_dir`).
     pub verifiers: Arc<crate::verifiers::VerifierRegistry>,
+    /// Requests running: each holds one permit until it finishes, even when its client is gone, so
+    /// a shutdown can wait for them before it closes the store.
+    pub requests: Arc<tokio::sync::Semaphore>,
 }
+
+/// Permits of [`AppState::requests`]: more requests than this at once run untracked.
+pub const MAX_TRACKED_REQUESTS: u32 = 1 << 20;

@@ -53,8 +53,14 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
 /// is dropped leaves its pooled connection inside an open transaction, and later requests' writes
 /// on that connection are answered as done but never committed (seen under load: tickets answered
 /// 201 that no one could redeem). The request body is read inside the task, with the body limit.
-pub async fn run_to_completion(req: Request, next: Next) -> Response {
-    match tokio::spawn(next.run(req)).await {
+pub async fn run_to_completion(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let permit = state.requests.clone().try_acquire_owned().ok();
+    let task = async move {
+        let res = next.run(req).await;
+        drop(permit);
+        res
+    };
+    match tokio::spawn(task).await {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(error = %e, "a request task failed");

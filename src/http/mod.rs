@@ -77,7 +77,7 @@ pub fn router(state: AppState) -> Router {
     app.fallback(|| async { OAuthError::not_found() })
         .method_not_allowed_fallback(|| async { OAuthError::new(ErrorCode::MethodNotAllowed) })
         .layer(middleware::from_fn_with_state(state.clone(), layers::body_limit))
-        .layer(middleware::from_fn(layers::run_to_completion))
+        .layer(middleware::from_fn_with_state(state.clone(), layers::run_to_completion))
         .layer(middleware::map_response(layers::json_errors))
         .layer(CatchPanicLayer::custom(layers::panic_to_error))
         .layer(middleware::map_response(layers::security_headers))
