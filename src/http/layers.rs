@@ -60,7 +60,8 @@ pub async fn run_to_completion(State(state): State<AppState>, req: Request, next
         drop(permit);
         res
     };
-    match tokio::spawn(task).await {
+    // The task keeps the request's span, so its log lines still carry the request id.
+    match tokio::spawn(tracing::Instrument::in_current_span(task)).await {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(error = %e, "a request task failed");

@@ -630,6 +630,17 @@ async fn credentials_never_reach_the_log() {
     let wrong = "wrong-secret-that-must-not-be-logged-0123456789";
     let (status, _) = token(Some(basic(id, wrong)), vec![("grant_type", "client_credentials".into())]).await;
     assert_eq!(status, 401);
+    // A request id given by a load balancer, on a request whose handler logs (and queries the store).
+    let res = http
+        .post(format!("{base}/token"))
+        .header("content-type", FORM)
+        .header("x-request-id", "req-id-check-0042")
+        .basic_auth(id, Some(wrong))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
     secrets.push(("wrong secret", wrong.to_owned()));
 
     let key = ClientKey::es256();
@@ -663,6 +674,10 @@ async fn credentials_never_reach_the_log() {
     // The log is there and at debug level: the requests were logged.
     assert!(log.contains("/token"), "requests are logged: {log}");
     assert!(log.contains("DEBUG"), "debug lines are logged");
+    // Handlers run in a task of their own (http::layers::run_to_completion): their lines must still
+    // carry the request's id, not only the layer's closing line.
+    let tagged = log.lines().filter(|l| l.contains("req-id-check-0042")).count();
+    assert!(tagged >= 2, "the handler's log lines carry the request id ({tagged} line(s))");
     for (what, value) in &secrets {
         assert!(!value.is_empty());
         assert!(!log.contains(value.as_str()), "the {what} is in the log");
