@@ -70,7 +70,7 @@ impl Server {
         let verifiers = verifiers.with_store(store.clone());
         let mut metadata = Metadata::new(&settings);
         metadata.claim_token_formats_supported = verifiers.formats();
-        if !verifiers.sign_in_providers().is_empty() || settings.uma.local_account_claims {
+        if uma::gathering::offered(&settings, &verifiers) {
             metadata.claims_interaction_endpoint = Some(settings.endpoint(http::claims::CLAIMS_PATH));
         }
         let settings_allow_private = settings.danger_allow_private_fetch;

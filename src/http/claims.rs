@@ -128,13 +128,13 @@ pub async fn interaction(State(state): State<AppState>, RawQuery(query): RawQuer
     res
 }
 
-/// A form post of a gathering session: its fields (session and csrf taken out, checked) and the
-/// session, or the page that refuses it.
+/// A form post of a gathering session: its other fields, the session, and the CSRF token it
+/// carried (checked; a page shown again needs it), or the page that refuses it.
 async fn posted(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(OAuthForm, crate::store::ClaimsSessionRecord), Box<Response>> {
+) -> Result<(OAuthForm, crate::store::ClaimsSessionRecord, String), Box<Response>> {
     let mut form = OAuthForm::parse(body)
         .map_err(|_| Box::new(error_page(StatusCode::BAD_REQUEST, "A form field is repeated.")))?;
     let (session, csrf) = (form.take("session"), form.take("csrf"));
@@ -147,17 +147,12 @@ async fn posted(
     )
     .await
     .map_err(|r| Box::new(refused(r, true)))?;
-    // Kept for a page shown again (a wrong password): the same form must still work.
-    form.0.insert("session".to_owned(), s.session_id.clone());
-    if let Some(c) = csrf {
-        form.0.insert("csrf".to_owned(), c);
-    }
-    Ok((form, s))
+    Ok((form, s, csrf.unwrap_or_default()))
 }
 
 /// `POST /claims/oidc`: sign in at the chosen OpenID provider.
 pub async fn provider(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (mut form, s) = match posted(&state, &headers, &body).await {
+    let (mut form, s, _) = match posted(&state, &headers, &body).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -184,11 +179,10 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuer
 /// `POST /claims/account`: sign in with a local account.
 pub async fn account(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.clock.now();
-    let (mut form, s) = match posted(&state, &headers, &body).await {
+    let (mut form, s, csrf) = match posted(&state, &headers, &body).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let (session_id, csrf) = (form.take("session"), form.take("csrf"));
     let username = form.take("username").unwrap_or_default();
     let password = form.take("password").unwrap_or_default();
     match gathering::local_account(&state, &s, &username, &password, now).await {
@@ -200,8 +194,8 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap, body: By
                 StatusCode::UNAUTHORIZED,
                 PageInput {
                     client_name: &name,
-                    session: session_id.as_deref().unwrap_or_default(),
-                    csrf: csrf.as_deref().unwrap_or_default(),
+                    session: &s.session_id,
+                    csrf: &csrf,
                     choices: &gathering::choices(&state),
                     needed: &[],
                     error: Some("Wrong username or password."),
@@ -215,7 +209,7 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap, body: By
 /// `POST /claims/cancel`: the person declines; the client learns `access_denied`.
 pub async fn cancel(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.clock.now();
-    let (_, s) = match posted(&state, &headers, &body).await {
+    let (_, s, _) = match posted(&state, &headers, &body).await {
         Ok(x) => x,
         Err(r) => return *r,
     };

@@ -108,7 +108,7 @@ impl Store {
 
     /// Marks a live ticket used and returns it: one statement, so of many concurrent presentations
     /// exactly one gets the row. A ticket bound to a client is not even touched by another client.
-    pub async fn consume_ticket(
+    async fn consume_ticket(
         &self,
         digest: &str,
         client_id: &str,
@@ -128,12 +128,30 @@ impl Store {
         .await?)
     }
 
+    /// Spends a ticket (Grant §5.5): the live ticket, marked used; `None` when it cannot be used.
+    /// A ticket presented again after it produced an RPT revokes that grant (threats D1).
+    pub async fn spend_ticket(
+        &self,
+        digest: &str,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<TicketRecord>, StoreError> {
+        if let Some(t) = self.consume_ticket(digest, client_id, now).await? {
+            return Ok(Some(t));
+        }
+        if let Some(Some(family)) = self.used_ticket_family(digest).await? {
+            self.revoke_family(&family, now).await?;
+            tracing::warn!(client_id, "a redeemed ticket was presented again; its grant is revoked");
+        }
+        Ok(None)
+    }
+
     /// For a ticket presented again after it was used: the grant family its first redemption produced
     /// (`Some(None)` when it produced none, or has not finished yet). `None`: not a used ticket.
     ///
     /// A presentation racing the first redemption does not stop it: of concurrent redemptions exactly
     /// one gets its RPT (checklist G-5.5-g); only a replay after it revokes what it produced.
-    pub async fn used_ticket_family(&self, digest: &str) -> Result<Option<Option<String>>, StoreError> {
+    async fn used_ticket_family(&self, digest: &str) -> Result<Option<Option<String>>, StoreError> {
         Ok(sqlx::query_scalar::<_, Option<String>>(
             "SELECT family FROM ticket WHERE digest = $1 AND used_at IS NOT NULL",
         )

@@ -89,10 +89,9 @@ pub fn choices(state: &AppState) -> Choices {
     Choices { providers: state.verifiers.sign_in_providers(), local_accounts: state.settings.uma.local_account_claims }
 }
 
-impl Choices {
-    pub fn any(&self) -> bool {
-        !self.providers.is_empty() || self.local_accounts
-    }
+/// Whether the claims page has any way to sign in (need_info's `redirect_user`, discovery).
+pub fn offered(settings: &crate::config::Settings, verifiers: &crate::verifiers::VerifierRegistry) -> bool {
+    verifiers.offers_sign_in() || settings.uma.local_account_claims
 }
 
 fn random() -> Result<OpaqueToken, Refusal> {
@@ -147,11 +146,7 @@ pub async fn start(state: &AppState, req: InteractionRequest, now: UnixTime) -> 
     };
     // Grant §5.5: a ticket dies when it reaches this endpoint, whatever happens next.
     let digest = OpaqueToken::presented(&ticket).digest();
-    let Some(t) = store.consume_ticket(digest.as_str(), &client.client_id, now).await? else {
-        if let Some(Some(family)) = store.used_ticket_family(digest.as_str()).await? {
-            store.revoke_family(&family, now).await?;
-            tracing::warn!(client_id = %client.client_id, "a redeemed ticket reached the claims endpoint; its grant is revoked");
-        }
+    let Some(t) = store.spend_ticket(digest.as_str(), &client.client_id, now).await? else {
         return Err(error_to(
             &redirect_uri,
             "invalid_grant",

@@ -116,12 +116,7 @@ pub async fn grant(
     };
 
     let digest = OpaqueToken::presented(ticket).digest();
-    let Some(t) = store.consume_ticket(digest.as_str(), &client.client_id, now).await? else {
-        if let Some(Some(family)) = store.used_ticket_family(digest.as_str()).await? {
-            // Threats D1: a ticket presented again after it produced an RPT: that grant is revoked.
-            store.revoke_family(&family, now).await?;
-            tracing::warn!(client_id = %client.client_id, "a redeemed ticket was presented again; its grant is revoked");
-        }
+    let Some(t) = store.spend_ticket(digest.as_str(), &client.client_id, now).await? else {
         return Err(invalid_grant(TICKET_REFUSED, "unknown, expired, used or foreign ticket"));
     };
     let ticket_perms: Vec<Permission> = serde_json::from_str(&t.permissions).map_err(OAuthError::server_error)?;
@@ -479,7 +474,9 @@ impl<'a> Assessment<'a> {
         }
         // Grant §3.3.6: the client may send the person to gather claims interactively, if it has
         // somewhere to be sent back to and this server has a way to sign in.
-        if !self.client.metadata.claims_redirect_uris.is_empty() && crate::uma::gathering::choices(self.state).any() {
+        if !self.client.metadata.claims_redirect_uris.is_empty()
+            && crate::uma::gathering::offered(&self.state.settings, &self.state.verifiers)
+        {
             let endpoint = self.state.settings.endpoint(crate::http::claims::CLAIMS_PATH);
             err = err.with_member("redirect_user", json!(endpoint));
         }

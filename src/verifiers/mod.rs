@@ -286,7 +286,11 @@ impl VerifierRegistry {
         let mut sign_in = Vec::new();
         for c in configs {
             if let Some(i) = c.interactive.clone() {
-                sign_in.push(Arc::new(sign_in::SignIn::new(&c, i, fetcher.clone())));
+                let s = sign_in::SignIn::new(&c, i, fetcher.clone()).map_err(|e| LoadError::File {
+                    file: c.file.display().to_string(),
+                    problem: format!("cannot prepare the HTTP client for `[interactive]`: {e}"),
+                })?;
+                sign_in.push(Arc::new(s));
             }
             let v: Arc<dyn ClaimVerifier> = match c.format {
                 Format::Oidc => Arc::new(oidc::OidcVerifier::new(c, fetcher.clone())),
@@ -375,6 +379,11 @@ impl VerifierRegistry {
         }
         let facts = verifier.check(raw, now).await?;
         self.accept(cfg, facts, now).await
+    }
+
+    /// Whether any provider offers browser sign-in (cheap: the token endpoint asks on need_info).
+    pub fn offers_sign_in(&self) -> bool {
+        !self.sign_in.is_empty()
     }
 
     /// The providers a person can sign in at on the claims page, in file order.

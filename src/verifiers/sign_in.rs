@@ -21,6 +21,16 @@ use super::{Reason, TokenFacts, VerifyError};
 use crate::clock::UnixTime;
 use crate::oauth::jwks_fetch::JwksFetcher;
 
+/// A client built from a discovery document: authorization endpoint set, token endpoint maybe.
+type DiscoveredClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// A provider's discovery document is reused this long.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// Largest token response read from a provider.
@@ -54,22 +64,26 @@ pub(crate) struct SignIn {
 }
 
 impl SignIn {
-    pub fn new(cfg: &VerifierConfig, interactive: Interactive, fetcher: Arc<JwksFetcher>) -> Self {
+    /// Fails when the HTTP client cannot be built: a default one would follow redirects.
+    pub fn new(
+        cfg: &VerifierConfig,
+        interactive: Interactive,
+        fetcher: Arc<JwksFetcher>,
+    ) -> Result<Self, reqwest::Error> {
         let mut own = cfg.clone();
         own.audiences = vec![interactive.client_id.clone()];
         own.interactive = None;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        SignIn {
+            .build()?;
+        Ok(SignIn {
             interactive,
             verifier: OidcVerifier::new(own, fetcher.clone()),
             fetcher,
             metadata: tokio::sync::Mutex::new(None),
             http,
-        }
+        })
     }
 
     pub fn config(&self) -> &VerifierConfig {
@@ -102,18 +116,23 @@ impl SignIn {
         Ok(meta)
     }
 
-    /// Starts a sign-in: the provider's authorization URL for this `state` and `nonce`, with a fresh
-    /// PKCE verifier to keep until the callback.
-    pub async fn start(&self, redirect_uri: &str, state: &str, nonce: &str) -> Result<SignInStart, VerifyError> {
+    /// Tessera as this provider's client, from its discovery document.
+    async fn client(&self, redirect_uri: &str) -> Result<DiscoveredClient, VerifyError> {
         let meta = self.metadata().await?;
         let redirect = RedirectUrl::new(redirect_uri.to_owned())
             .map_err(|_| VerifyError::new(Reason::KeysUnavailable, "the callback URL is not a URL"))?;
-        let client = CoreClient::from_provider_metadata(
+        Ok(CoreClient::from_provider_metadata(
             meta,
             ClientId::new(self.interactive.client_id.clone()),
             Some(ClientSecret::new(self.interactive.client_secret.expose().to_owned())),
         )
-        .set_redirect_uri(redirect);
+        .set_redirect_uri(redirect))
+    }
+
+    /// Starts a sign-in: the provider's authorization URL for this `state` and `nonce`, with a fresh
+    /// PKCE verifier to keep until the callback.
+    pub async fn start(&self, redirect_uri: &str, state: &str, nonce: &str) -> Result<SignInStart, VerifyError> {
+        let client = self.client(redirect_uri).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (state, nonce) = (state.to_owned(), nonce.to_owned());
         let mut request = client
@@ -140,15 +159,7 @@ impl SignIn {
         now: UnixTime,
     ) -> Result<TokenFacts, VerifyError> {
         let unavailable = |d: String| VerifyError::new(Reason::KeysUnavailable, d);
-        let meta = self.metadata().await?;
-        let redirect = RedirectUrl::new(redirect_uri.to_owned())
-            .map_err(|_| unavailable("the callback URL is not a URL".into()))?;
-        let client = CoreClient::from_provider_metadata(
-            meta,
-            ClientId::new(self.interactive.client_id.clone()),
-            Some(ClientSecret::new(self.interactive.client_secret.expose().to_owned())),
-        )
-        .set_redirect_uri(redirect);
+        let client = self.client(redirect_uri).await?;
         let http = ProviderHttp(&self.http);
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
