@@ -2,6 +2,7 @@
 //! code grant, refresh tokens, PATs, resources and permission tickets. Single-use artifacts (codes,
 //! refresh tokens, authorization requests) are consumed by one conditional statement each.
 
+use super::lane::{self, Written};
 use super::{Store, StoreError, inserted};
 use crate::clock::UnixTime;
 use crate::store::records::{
@@ -251,13 +252,12 @@ impl Store {
     // ---- access and refresh tokens ----
 
     pub async fn find_access_token(&self, digest: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, AccessTokenRecord>(
-            "SELECT digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at
-             FROM access_token WHERE digest = $1 AND kind = 'access'",
-        )
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at
+             FROM access_token WHERE digest = $1 AND kind = 'access'";
+        if let Some(lane) = &self.lane {
+            return lane.read(|c| lane::query_one(c, SQL, &[&digest], lane::access_token_row));
+        }
+        Ok(sqlx::query_as::<_, AccessTokenRecord>(SQL).bind(digest).fetch_optional(&self.pool).await?)
     }
 
     /// Issues an access token and, optionally, a refresh token, in one transaction.
@@ -266,18 +266,34 @@ impl Store {
         access: &AccessTokenRecord,
         refresh: Option<&RefreshTokenRecord>,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let insert = sqlx::query(
+        const SQL: &str =
             "INSERT INTO access_token (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-        )
-        .bind(&access.digest)
-        .bind(&access.client_id)
-        .bind(&access.scope)
-        .bind(access.issued_at)
-        .bind(access.expires_at)
-        .bind(&access.owner)
-        .bind(&access.family);
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
+        if let Some(lane) = &self.lane {
+            let (a, refresh) = (access.clone(), refresh.cloned());
+            return lane
+                .write(move |c| {
+                    lane::execute(
+                        c,
+                        SQL,
+                        &[&a.digest, &a.client_id, &a.scope, &a.issued_at, &a.expires_at, &a.owner, &a.family],
+                    )?;
+                    if let Some(r) = &refresh {
+                        super::insert_refresh_token_in(c, r)?;
+                    }
+                    Ok(Written::Keep(()))
+                })
+                .await;
+        }
+        let _turn = self.write_turn().await;
+        let insert = sqlx::query(SQL)
+            .bind(&access.digest)
+            .bind(&access.client_id)
+            .bind(&access.scope)
+            .bind(access.issued_at)
+            .bind(access.expires_at)
+            .bind(&access.owner)
+            .bind(&access.family);
         let Some(r) = refresh else {
             // One statement is its own transaction: no BEGIN/COMMIT round trips.
             insert.execute(&self.pool).await?;
@@ -361,21 +377,43 @@ impl Store {
     // ---- resources (FedAuthz §3) ----
 
     pub async fn insert_resource(&self, r: &ResourceRecord) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
+        const SQL: &str =
             "INSERT INTO resource (resource_id, owner, rs_client_id, description, name, type, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&r.resource_id)
-        .bind(&r.owner)
-        .bind(&r.rs_client_id)
-        .bind(&r.description)
-        .bind(&r.name)
-        .bind(&r.resource_type)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&self.pool)
-        .await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        if let Some(lane) = &self.lane {
+            let r = r.clone();
+            return lane
+                .write(move |c| {
+                    lane::execute(
+                        c,
+                        SQL,
+                        &[
+                            &r.resource_id,
+                            &r.owner,
+                            &r.rs_client_id,
+                            &r.description,
+                            &r.name,
+                            &r.resource_type,
+                            &r.created_at,
+                            &r.updated_at,
+                        ],
+                    )?;
+                    Ok(Written::Keep(()))
+                })
+                .await;
+        }
+        let _turn = self.write_turn().await;
+        sqlx::query(SQL)
+            .bind(&r.resource_id)
+            .bind(&r.owner)
+            .bind(&r.rs_client_id)
+            .bind(&r.description)
+            .bind(&r.name)
+            .bind(&r.resource_type)
+            .bind(r.created_at)
+            .bind(r.updated_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -414,6 +452,12 @@ impl Store {
              FROM resource WHERE owner = $1 AND ($2 = '' OR rs_client_id = $2) AND resource_id IN ({})",
             placeholders.join(", ")
         );
+        if let Some(lane) = &self.lane {
+            let rs = rs_client_id.unwrap_or_default();
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&owner, &rs];
+            args.extend(ids.iter().map(|id| id as &dyn rusqlite::ToSql));
+            return lane.read(|c| lane::query(c, &sql, &args, lane::resource_row));
+        }
         let mut q = sqlx::query_as::<_, ResourceRecord>(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(rs_client_id.unwrap_or_default());

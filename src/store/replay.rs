@@ -1,6 +1,6 @@
 //! Single use of pushed claim tokens (`verifiers`): the replay table, shared by every node.
 
-use super::{Store, StoreError, inserted};
+use super::{Store, StoreError};
 use crate::clock::UnixTime;
 
 impl Store {
@@ -14,22 +14,25 @@ impl Store {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        // A row past its expiry can no longer matter (the token itself is refused as expired first),
+        // so it is taken over; a live one makes the statement change nothing. One statement: the
+        // key decides between concurrent presentations, in one round trip.
+        const SQL: &str = "INSERT INTO claim_token_use (verifier_id, token_id, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (verifier_id, token_id) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE claim_token_use.expires_at < $4";
+        if let Some(lane) = &self.lane {
+            let (verifier_id, token_id) = (verifier_id.to_owned(), token_id.to_owned());
+            return lane
+                .write(move |c| {
+                    let changed = super::lane::execute(c, SQL, &[&verifier_id, &token_id, &expires_at, &now])?;
+                    Ok(super::lane::Written::Keep(changed == 1))
+                })
+                .await;
+        }
         let _turn = self.write_turn().await;
-        // A row past its expiry can no longer matter (the token itself is refused as expired first);
-        // deleting it here keeps the table bounded and lets the insert below succeed.
-        sqlx::query("DELETE FROM claim_token_use WHERE verifier_id = $1 AND token_id = $2 AND expires_at < $3")
-            .bind(verifier_id)
-            .bind(token_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let done = sqlx::query("INSERT INTO claim_token_use (verifier_id, token_id, expires_at) VALUES ($1, $2, $3)")
-            .bind(verifier_id)
-            .bind(token_id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await;
-        inserted(done)
+        let done =
+            sqlx::query(SQL).bind(verifier_id).bind(token_id).bind(expires_at).bind(now).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Deletes replay rows that expired before `now`; returns how many.

@@ -78,6 +78,12 @@ impl Store {
                  ORDER BY share_id",
                 placeholders.join(", ")
             );
+            if let Some(lane) = &self.lane {
+                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&now];
+                args.extend(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
+                out.extend(lane.read(|c| super::lane::query(c, &sql, &args, super::lane::share_row))?);
+                continue;
+            }
             let mut q = sqlx::query_as::<_, ShareRecord>(sqlx::AssertSqlSafe(sql)).bind(now);
             for id in chunk {
                 q = q.bind(*id);

@@ -6,7 +6,8 @@
 
 use sqlx::AnyConnection;
 
-use super::{Store, StoreError, insert_refresh_token_on};
+use super::lane::{self, Written};
+use super::{Store, StoreError, insert_refresh_token_in, insert_refresh_token_on};
 use crate::clock::UnixTime;
 use crate::store::records::{
     AuditRecord, PctRecord, PendingRequestRecord, RefreshTokenRecord, RptRecord, TicketRecord,
@@ -48,6 +49,72 @@ pub struct IssueRpt<'a> {
     pub audit: Option<&'a AuditRecord>,
 }
 
+/// `IssueRpt` with its own data, to travel to SQLite's writer thread.
+struct IssueRptOwned {
+    ticket_digest: Option<String>,
+    rpt: RptRecord,
+    refresh: Option<RefreshTokenRecord>,
+    pct: Option<PctRecord>,
+    retire: Option<(String, String)>,
+    family_must_be_live: bool,
+    audit: Option<AuditRecord>,
+}
+
+impl From<&IssueRpt<'_>> for IssueRptOwned {
+    fn from(w: &IssueRpt<'_>) -> Self {
+        IssueRptOwned {
+            ticket_digest: w.ticket_digest.map(str::to_owned),
+            rpt: w.rpt.clone(),
+            refresh: w.refresh.cloned(),
+            pct: w.pct.cloned(),
+            retire: w.retire.map(|(d, f)| (d.to_owned(), f.to_owned())),
+            family_must_be_live: w.family_must_be_live,
+            audit: w.audit.cloned(),
+        }
+    }
+}
+
+impl IssueRptOwned {
+    /// `Store::issue_rpt` on the lane's writer: the same statements, undone together when one of
+    /// the conditions fails.
+    fn write_in(&self, c: &rusqlite::Connection) -> rusqlite::Result<Written<bool>> {
+        let r = &self.rpt;
+        if let Some((old, old_family)) = &self.retire {
+            if lane::execute(c, RETIRE_RPT, &[&r.issued_at, old])? != 1 {
+                return Ok(Written::Undo(false));
+            }
+            lane::execute(c, RETIRE_REFRESH_FAMILY, &[&r.issued_at, old_family])?;
+        }
+        if self.family_must_be_live && lane::query_one(c, FAMILY_REVOKED, &[&r.family], |_| Ok(()))?.is_some() {
+            return Ok(Written::Undo(false));
+        }
+        lane::execute(
+            c,
+            INSERT_RPT,
+            &[&r.digest, &r.client_id, &r.issued_at, &r.expires_at, &r.owner, &r.family, &r.permissions, &r.party],
+        )?;
+        if let Some(rt) = &self.refresh {
+            insert_refresh_token_in(c, rt)?;
+        }
+        if let Some(p) = &self.pct {
+            lane::execute(
+                c,
+                INSERT_PCT,
+                &[&p.digest, &p.client_id, &p.party, &p.claims, &p.issued_at, &p.expires_at, &p.family],
+            )?;
+        }
+        if let Some(t) = &self.ticket_digest
+            && lane::execute(c, LINK_TICKET, &[&r.family, t])? != 1
+        {
+            return Ok(Written::Undo(false));
+        }
+        if let Some(a) = &self.audit {
+            insert_audit_in(c, a)?;
+        }
+        Ok(Written::Keep(true))
+    }
+}
+
 /// What a `need_info` / `request_submitted` answer writes, in one transaction.
 #[derive(Debug)]
 pub struct RotateTicket<'a> {
@@ -59,8 +126,75 @@ pub struct RotateTicket<'a> {
     pub audit: &'a AuditRecord,
 }
 
+const INSERT_TICKET: &str =
+    concat!("INSERT INTO ticket (", ticket_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit_event (at, client_id, party_iss, party_sub, owner, resource_ids, requested,
+         granted, outcome, policies, claim_sources)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const INSERT_PENDING: &str = concat!(
+    "INSERT INTO pending_request (",
+    pending_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+const POLLED: &str = "UPDATE pending_request SET poll_interval = $1, last_poll_at = $2 WHERE pending_id = $3";
+
+const RETIRE_RPT: &str =
+    "UPDATE access_token SET revoked_at = $1 WHERE digest = $2 AND kind = 'rpt' AND revoked_at IS NULL";
+const RETIRE_REFRESH_FAMILY: &str = "UPDATE refresh_token SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL";
+const FAMILY_REVOKED: &str = "SELECT 1 FROM refresh_token WHERE family = $1 AND revoked_at IS NOT NULL LIMIT 1";
+const INSERT_RPT: &str = "INSERT INTO access_token
+         (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at, kind, permissions, party)
+     VALUES ($1, $2, '', $3, $4, $5, $6, NULL, 'rpt', $7, $8)";
+const INSERT_PCT: &str = "INSERT INTO pct (digest, client_id, party, claims, issued_at, expires_at, revoked_at, family)
+     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)";
+/// One grant per ticket, whatever else happens.
+const LINK_TICKET: &str = "UPDATE ticket SET family = $1 WHERE digest = $2 AND family IS NULL";
+
+fn insert_ticket_in(conn: &rusqlite::Connection, t: &TicketRecord) -> rusqlite::Result<()> {
+    lane::execute(
+        conn,
+        INSERT_TICKET,
+        &[
+            &t.digest,
+            &t.owner,
+            &t.rs_client_id,
+            &t.permissions,
+            &t.created_at,
+            &t.expires_at,
+            &t.client_id,
+            &t.carried,
+            &t.pending_id,
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_audit_in(conn: &rusqlite::Connection, a: &AuditRecord) -> rusqlite::Result<()> {
+    lane::execute(
+        conn,
+        INSERT_AUDIT,
+        &[
+            &a.at,
+            &a.client_id,
+            &a.party_iss,
+            &a.party_sub,
+            &a.owner,
+            &a.resource_ids,
+            &a.requested,
+            &a.granted,
+            &a.outcome,
+            &a.policies,
+            &a.claim_sources,
+        ],
+    )?;
+    Ok(())
+}
+
 pub(super) async fn insert_ticket_on(conn: &mut AnyConnection, t: &TicketRecord) -> Result<(), StoreError> {
-    sqlx::query(concat!("INSERT INTO ticket (", ticket_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+    sqlx::query(INSERT_TICKET)
         .bind(&t.digest)
         .bind(&t.owner)
         .bind(&t.rs_client_id)
@@ -76,24 +210,20 @@ pub(super) async fn insert_ticket_on(conn: &mut AnyConnection, t: &TicketRecord)
 }
 
 async fn insert_audit_on(conn: &mut AnyConnection, a: &AuditRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_event (at, client_id, party_iss, party_sub, owner, resource_ids, requested, granted,
-             outcome, policies, claim_sources)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(a.at)
-    .bind(&a.client_id)
-    .bind(&a.party_iss)
-    .bind(&a.party_sub)
-    .bind(&a.owner)
-    .bind(&a.resource_ids)
-    .bind(&a.requested)
-    .bind(&a.granted)
-    .bind(&a.outcome)
-    .bind(&a.policies)
-    .bind(&a.claim_sources)
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT_AUDIT)
+        .bind(a.at)
+        .bind(&a.client_id)
+        .bind(&a.party_iss)
+        .bind(&a.party_sub)
+        .bind(&a.owner)
+        .bind(&a.resource_ids)
+        .bind(&a.requested)
+        .bind(&a.granted)
+        .bind(&a.outcome)
+        .bind(&a.policies)
+        .bind(&a.claim_sources)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -101,6 +231,10 @@ impl Store {
     // ---- tickets ----
 
     pub async fn insert_ticket(&self, t: &TicketRecord) -> Result<(), StoreError> {
+        if let Some(lane) = &self.lane {
+            let t = t.clone();
+            return lane.write(move |c| insert_ticket_in(c, &t).map(Written::Keep)).await;
+        }
         let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         insert_ticket_on(&mut conn, t).await
@@ -114,18 +248,27 @@ impl Store {
         client_id: &str,
         now: UnixTime,
     ) -> Result<Option<TicketRecord>, StoreError> {
-        let _turn = self.write_turn().await;
-        Ok(sqlx::query_as::<_, TicketRecord>(concat!(
+        const SQL: &str = concat!(
             "UPDATE ticket SET used_at = $1
              WHERE digest = $2 AND used_at IS NULL AND expires_at > $1 AND (client_id IS NULL OR client_id = $3)
              RETURNING ",
             ticket_columns!()
-        ))
-        .bind(now)
-        .bind(digest)
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        );
+        if let Some(lane) = &self.lane {
+            let (digest, client_id) = (digest.to_owned(), client_id.to_owned());
+            return lane
+                .write(move |c| {
+                    lane::query_one(c, SQL, &[&now, &digest, &client_id], lane::ticket_row).map(Written::Keep)
+                })
+                .await;
+        }
+        let _turn = self.write_turn().await;
+        Ok(sqlx::query_as::<_, TicketRecord>(SQL)
+            .bind(now)
+            .bind(digest)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Spends a ticket (Grant §5.5): the live ticket, marked used; `None` when it cannot be used.
@@ -166,78 +309,57 @@ impl Store {
     /// the grant family and writes the audit record, all or nothing. `false`: the RPT to retire was
     /// retired by a concurrent request first (threats D4); nothing was written.
     pub async fn issue_rpt(&self, w: &IssueRpt<'_>) -> Result<bool, StoreError> {
+        if let Some(lane) = &self.lane {
+            let w = IssueRptOwned::from(w);
+            return lane.write(move |c| w.write_in(c)).await;
+        }
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         if let Some((old, old_family)) = w.retire {
-            let done = sqlx::query(
-                "UPDATE access_token SET revoked_at = $1 WHERE digest = $2 AND kind = 'rpt' AND revoked_at IS NULL",
-            )
-            .bind(w.rpt.issued_at)
-            .bind(old)
-            .execute(&mut *tx)
-            .await?;
+            let done = sqlx::query(RETIRE_RPT).bind(w.rpt.issued_at).bind(old).execute(&mut *tx).await?;
             if done.rows_affected() != 1 {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            sqlx::query("UPDATE refresh_token SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL")
-                .bind(w.rpt.issued_at)
-                .bind(old_family)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(RETIRE_REFRESH_FAMILY).bind(w.rpt.issued_at).bind(old_family).execute(&mut *tx).await?;
         }
         if w.family_must_be_live {
             let revoked: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM refresh_token WHERE family = $1 AND revoked_at IS NOT NULL LIMIT 1")
-                    .bind(&w.rpt.family)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                sqlx::query_scalar(FAMILY_REVOKED).bind(&w.rpt.family).fetch_optional(&mut *tx).await?;
             if revoked.is_some() {
                 tx.rollback().await?;
                 return Ok(false);
             }
         }
         let r = w.rpt;
-        sqlx::query(
-            "INSERT INTO access_token
-                 (digest, client_id, scope, issued_at, expires_at, owner, family, revoked_at, kind, permissions, party)
-             VALUES ($1, $2, '', $3, $4, $5, $6, NULL, 'rpt', $7, $8)",
-        )
-        .bind(&r.digest)
-        .bind(&r.client_id)
-        .bind(r.issued_at)
-        .bind(r.expires_at)
-        .bind(&r.owner)
-        .bind(&r.family)
-        .bind(&r.permissions)
-        .bind(&r.party)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(INSERT_RPT)
+            .bind(&r.digest)
+            .bind(&r.client_id)
+            .bind(r.issued_at)
+            .bind(r.expires_at)
+            .bind(&r.owner)
+            .bind(&r.family)
+            .bind(&r.permissions)
+            .bind(&r.party)
+            .execute(&mut *tx)
+            .await?;
         if let Some(rt) = w.refresh {
             insert_refresh_token_on(&mut tx, rt).await?;
         }
         if let Some(p) = w.pct {
-            sqlx::query(
-                "INSERT INTO pct (digest, client_id, party, claims, issued_at, expires_at, revoked_at, family)
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
-            )
-            .bind(&p.digest)
-            .bind(&p.client_id)
-            .bind(&p.party)
-            .bind(&p.claims)
-            .bind(p.issued_at)
-            .bind(p.expires_at)
-            .bind(&p.family)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(t) = w.ticket_digest {
-            // One grant per ticket, whatever else happens.
-            let done = sqlx::query("UPDATE ticket SET family = $1 WHERE digest = $2 AND family IS NULL")
-                .bind(&r.family)
-                .bind(t)
+            sqlx::query(INSERT_PCT)
+                .bind(&p.digest)
+                .bind(&p.client_id)
+                .bind(&p.party)
+                .bind(&p.claims)
+                .bind(p.issued_at)
+                .bind(p.expires_at)
+                .bind(&p.family)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some(t) = w.ticket_digest {
+            let done = sqlx::query(LINK_TICKET).bind(&r.family).bind(t).execute(&mut *tx).await?;
             if done.rows_affected() != 1 {
                 tx.rollback().await?;
                 return Ok(false);
@@ -252,37 +374,65 @@ impl Store {
 
     /// Hands back a new ticket (need_info, request_submitted) with its audit record and approval.
     pub async fn rotate_ticket(&self, w: &RotateTicket<'_>) -> Result<(), StoreError> {
+        if let Some(lane) = &self.lane {
+            let ticket = w.ticket.clone();
+            let new_pending = w.new_pending.cloned();
+            let polled = w.polled.map(|(id, interval)| (id.to_owned(), interval));
+            let audit = w.audit.clone();
+            return lane
+                .write(move |c| {
+                    if let Some(p) = &new_pending {
+                        lane::execute(
+                            c,
+                            INSERT_PENDING,
+                            &[
+                                &p.pending_id,
+                                &p.owner,
+                                &p.rs_client_id,
+                                &p.client_id,
+                                &p.party,
+                                &p.permissions,
+                                &p.status,
+                                &p.approved,
+                                &p.approval_expires_at,
+                                &p.poll_interval,
+                                &p.last_poll_at,
+                                &p.created_at,
+                                &p.decided_at,
+                            ],
+                        )?;
+                    }
+                    if let Some((id, interval)) = &polled {
+                        lane::execute(c, POLLED, &[interval, &ticket.created_at, id])?;
+                    }
+                    insert_ticket_in(c, &ticket)?;
+                    insert_audit_in(c, &audit)?;
+                    Ok(Written::Keep(()))
+                })
+                .await;
+        }
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         if let Some(p) = w.new_pending {
-            sqlx::query(concat!(
-                "INSERT INTO pending_request (",
-                pending_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-            ))
-            .bind(&p.pending_id)
-            .bind(&p.owner)
-            .bind(&p.rs_client_id)
-            .bind(&p.client_id)
-            .bind(&p.party)
-            .bind(&p.permissions)
-            .bind(&p.status)
-            .bind(&p.approved)
-            .bind(p.approval_expires_at)
-            .bind(p.poll_interval)
-            .bind(p.last_poll_at)
-            .bind(p.created_at)
-            .bind(p.decided_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some((id, interval)) = w.polled {
-            sqlx::query("UPDATE pending_request SET poll_interval = $1, last_poll_at = $2 WHERE pending_id = $3")
-                .bind(interval)
-                .bind(w.ticket.created_at)
-                .bind(id)
+            sqlx::query(INSERT_PENDING)
+                .bind(&p.pending_id)
+                .bind(&p.owner)
+                .bind(&p.rs_client_id)
+                .bind(&p.client_id)
+                .bind(&p.party)
+                .bind(&p.permissions)
+                .bind(&p.status)
+                .bind(&p.approved)
+                .bind(p.approval_expires_at)
+                .bind(p.poll_interval)
+                .bind(p.last_poll_at)
+                .bind(p.created_at)
+                .bind(p.decided_at)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some((id, interval)) = w.polled {
+            sqlx::query(POLLED).bind(interval).bind(w.ticket.created_at).bind(id).execute(&mut *tx).await?;
         }
         insert_ticket_on(&mut tx, w.ticket).await?;
         insert_audit_on(&mut tx, w.audit).await?;
@@ -292,6 +442,10 @@ impl Store {
 
     /// An assessment that issued nothing and handed back no ticket (request_denied, invalid_scope).
     pub async fn insert_audit(&self, a: &AuditRecord) -> Result<(), StoreError> {
+        if let Some(lane) = &self.lane {
+            let a = a.clone();
+            return lane.write(move |c| insert_audit_in(c, &a).map(Written::Keep)).await;
+        }
         let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await?;
         insert_audit_on(&mut conn, a).await
@@ -328,14 +482,11 @@ impl Store {
 
     /// An RPT by digest, whatever its state (the caller decides what expiry and revocation mean).
     pub async fn find_rpt(&self, digest: &str) -> Result<Option<RptRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, RptRecord>(concat!(
-            "SELECT ",
-            rpt_columns!(),
-            " FROM access_token WHERE digest = $1 AND kind = 'rpt'"
-        ))
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?)
+        const SQL: &str = concat!("SELECT ", rpt_columns!(), " FROM access_token WHERE digest = $1 AND kind = 'rpt'");
+        if let Some(lane) = &self.lane {
+            return lane.read(|c| lane::query_one(c, SQL, &[&digest], lane::rpt_row));
+        }
+        Ok(sqlx::query_as::<_, RptRecord>(SQL).bind(digest).fetch_optional(&self.pool).await?)
     }
 
     /// Checklist A-21: the owner removed a resource or a share of it: every RPT and refresh token of
@@ -374,12 +525,11 @@ impl Store {
     // ---- PCTs ----
 
     pub async fn find_pct(&self, digest: &str) -> Result<Option<PctRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, PctRecord>(
-            "SELECT digest, client_id, party, claims, issued_at, expires_at, revoked_at, family FROM pct WHERE digest = $1",
-        )
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT digest, client_id, party, claims, issued_at, expires_at, revoked_at, family FROM pct WHERE digest = $1";
+        if let Some(lane) = &self.lane {
+            return lane.read(|c| lane::query_one(c, SQL, &[&digest], lane::pct_row));
+        }
+        Ok(sqlx::query_as::<_, PctRecord>(SQL).bind(digest).fetch_optional(&self.pool).await?)
     }
 
     /// Revokes a PCT of this client: its claims are deleted with it (threats D9). `false` if no PCT of
@@ -396,14 +546,11 @@ impl Store {
     // ---- pending approvals ----
 
     pub async fn find_pending(&self, pending_id: &str) -> Result<Option<PendingRequestRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, PendingRequestRecord>(concat!(
-            "SELECT ",
-            pending_columns!(),
-            " FROM pending_request WHERE pending_id = $1"
-        ))
-        .bind(pending_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        const SQL: &str = concat!("SELECT ", pending_columns!(), " FROM pending_request WHERE pending_id = $1");
+        if let Some(lane) = &self.lane {
+            return lane.read(|c| lane::query_one(c, SQL, &[&pending_id], lane::pending_row));
+        }
+        Ok(sqlx::query_as::<_, PendingRequestRecord>(SQL).bind(pending_id).fetch_optional(&self.pool).await?)
     }
 
     /// Pending approvals of an owner's resources at one resource server, newest first.
