@@ -186,6 +186,9 @@ impl PolicyEngine {
     /// One hot-reload poll: applies a change once it has been stable for one poll, and logs the
     /// outcome (errors once per broken version).
     pub fn poll(&self) {
+        // Timed so operators (and the benchmark) see what a reload costs: read, parse, validate,
+        // slice, swap.
+        let started = std::time::Instant::now();
         let snap = match Snapshot::read(&self.dir, &self.schema) {
             Ok(s) => s,
             Err(e) => {
@@ -208,7 +211,8 @@ impl PolicyEngine {
         match self.apply(&snap) {
             Ok(Reloaded::Swapped { files, policies }) => {
                 set(&self.failed, None);
-                tracing::info!(files, policies, "policies reloaded");
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+                tracing::info!(files, policies, elapsed_ms, "policies reloaded");
                 for w in self.warnings() {
                     tracing::warn!("{w}");
                 }
