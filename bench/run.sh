@@ -3,7 +3,7 @@
 #
 #   bash bench/run.sh            full run (about 10 minutes): SQLite, PostgreSQL, the oidc-provider peer;
 #                                writes bench/results/<date>-<commit>.md (+ .json)
-#   bash bench/run.sh --smoke    one 1-second run per scenario: proves the harness works (CI)
+#   bash bench/run.sh --smoke    one short run per scenario (1 s; 3 s at one connection and for the hot reload): proves the harness works (CI)
 #   bash bench/run.sh --smoke --dev   the same with the debug build (no release build needed)
 #
 # Other options (passed to bench/bench.py): --no-postgres, --no-peer, --postgres URL, --out FILE,
