@@ -112,8 +112,9 @@ pub enum KeySource {
     /// OIDC: `{issuer}/.well-known/openid-configuration`, then its `jwks_uri`.
     Discovery,
     JwksUri(String),
-    /// A JWK Set held in the file (`jwks`) or in a file next to it (`jwks_file`).
-    Jwks(serde_json::Value),
+    /// A JWK Set held in the file (`jwks`) or in a file next to it (`jwks_file`), parsed once here
+    /// rather than per token.
+    Jwks(Box<jsonwebtoken::jwk::JwkSet>),
     /// One public key in PEM (`pem_file`), JWT only.
     Pem(Vec<u8>),
     /// SAML: signing certificates (DER) from IdP metadata (`metadata_file`) or a PEM file
@@ -472,12 +473,12 @@ fn key_source(format: Format, issuer: &str, k: RawKeys, base: &Path) -> Result<K
         let path = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
         std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
     };
-    let parse_jwks = |text: &[u8]| -> Result<serde_json::Value, String> {
+    let parse_jwks = |text: &[u8]| -> Result<Box<jsonwebtoken::jwk::JwkSet>, String> {
         let v: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("the JWK Set is not JSON: {e}"))?;
         crate::oauth::client::check_jwks(&v).map_err(|_| {
             "the JWK Set must hold 1 to 20 RSA, EC or OKP public keys, and no private member".to_owned()
         })?;
-        Ok(v)
+        serde_json::from_value(v).map(Box::new).map_err(|e| format!("the JWK Set is not usable: {e}"))
     };
     match (*one, k) {
         ("discovery", _) => {

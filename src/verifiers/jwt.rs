@@ -6,6 +6,7 @@
 //! out two known traps (threats V49, V50): a wrongly typed `exp`/`nbf` is refused here, not treated
 //! as absent; and `exp`, `iat`, `iss`, `sub`, `aud` are required explicitly.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -51,12 +52,22 @@ pub(crate) fn split(raw: &str) -> Result<Jws, VerifyError> {
     Ok(Jws { header: json_object(&header, "header")?, payload: json_object(&payload, "payload")? })
 }
 
-/// The unverified `iss` of a JWS, only to pick the verifier.
+/// The unverified `iss` of a JWS, only to pick the verifier: the payload alone is decoded and only
+/// `iss` is kept (the chosen verifier's `check` then reads and checks the whole token).
 pub(crate) fn peek_issuer(raw: &str) -> Result<String, VerifyError> {
-    let jws = split(raw)?;
-    match jws.payload.get("iss") {
-        Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(VerifyError::new(Reason::MissingClaim, "the token has no string `iss`")),
+    #[derive(serde::Deserialize)]
+    struct Issuer {
+        iss: Option<Value>,
+    }
+    let mut parts = raw.split('.');
+    let (Some(_), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(VerifyError::new(Reason::MalformedBase64, "a compact JWS has 3 parts"));
+    };
+    let payload = b64url_decode(p).ok_or_else(|| VerifyError::new(Reason::MalformedBase64, "bad base64url payload"))?;
+    match serde_json::from_slice::<Issuer>(&payload) {
+        Ok(Issuer { iss: Some(Value::String(s)) }) => Ok(s),
+        Ok(_) => Err(VerifyError::new(Reason::MissingClaim, "the token has no string `iss`")),
+        Err(e) => Err(VerifyError::new(Reason::MalformedJson, format!("the JWS payload is not a JSON object: {e}"))),
     }
 }
 
@@ -237,18 +248,16 @@ pub(crate) fn verify_signature(
 
 /// The JWK Set of a verifier, from its file or (cached per node) from its `jwks_uri`. An unknown
 /// `kid` triggers at most one refetch per refetch floor (`JwksFetcher`).
-pub(crate) async fn key_set(
+pub(crate) async fn key_set<'a>(
     fetcher: &JwksFetcher,
-    url_or_inline: Result<&str, &Value>,
+    url_or_inline: Result<&str, &'a JwkSet>,
     kid: Option<&str>,
-) -> Result<JwkSet, VerifyError> {
+) -> Result<Cow<'a, JwkSet>, VerifyError> {
     match url_or_inline {
-        Ok(url) => fetcher
-            .get(url, kid)
-            .await
-            .map_err(|e| VerifyError::new(Reason::KeysUnavailable, format!("cannot fetch the issuer's keys: {e}"))),
-        Err(inline) => serde_json::from_value(inline.clone())
-            .map_err(|e| VerifyError::new(Reason::KeysUnavailable, format!("configured JWK Set unusable: {e}"))),
+        Ok(url) => fetcher.get(url, kid).await.map(Cow::Owned).map_err(|e| {
+            VerifyError::new(Reason::KeysUnavailable, format!("cannot fetch the issuer's keys: {e}"))
+        }),
+        Err(inline) => Ok(Cow::Borrowed(inline)),
     }
 }
 

@@ -42,6 +42,9 @@ pub(crate) struct OidcVerifier {
     cfg: VerifierConfig,
     fetcher: Arc<JwksFetcher>,
     discovered: tokio::sync::Mutex<Option<Discovered>>,
+    /// The configured issuer as openidconnect's type, parsed once (`None`: not a URL, every token
+    /// is refused).
+    issuer_url: Option<IssuerUrl>,
 }
 
 fn to_utc(t: UnixTime) -> DateTime<Utc> {
@@ -50,7 +53,8 @@ fn to_utc(t: UnixTime) -> DateTime<Utc> {
 
 impl OidcVerifier {
     pub fn new(cfg: VerifierConfig, fetcher: Arc<JwksFetcher>) -> Self {
-        OidcVerifier { cfg, fetcher, discovered: tokio::sync::Mutex::new(None) }
+        let issuer_url = IssuerUrl::new(cfg.issuer.clone()).ok();
+        OidcVerifier { cfg, fetcher, discovered: tokio::sync::Mutex::new(None), issuer_url }
     }
 
     /// The `jwks_uri` from the issuer's discovery document, cached.
@@ -133,8 +137,10 @@ impl OidcVerifier {
         let client_id = aud_values.iter().find(|a| self.cfg.audiences.contains(a)).cloned().ok_or_else(|| {
             VerifyError::new(Reason::WrongAudience, format!("`aud` {aud_values:?} holds no accepted audience"))
         })?;
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|_| VerifyError::new(Reason::KeysUnavailable, "configured issuer is not a URL"))?;
+        let issuer = self
+            .issuer_url
+            .clone()
+            .ok_or_else(|| VerifyError::new(Reason::KeysUnavailable, "configured issuer is not a URL"))?;
         let allowed: Vec<CoreJwsSigningAlgorithm> =
             self.cfg.algorithms.iter().filter_map(|a| serde_json::from_value(Value::String(a.clone())).ok()).collect();
         let accepted = self.cfg.audiences.clone();
