@@ -117,10 +117,11 @@ impl PolicyEngine {
 
     fn swap(&self, loaded: LoadedPolicies) {
         let loaded = Arc::new(loaded);
-        match self.current.write() {
-            Ok(mut g) => *g = loaded,
-            Err(poisoned) => *poisoned.into_inner() = loaded,
-        }
+        // The old set is dropped after the lock is released: readers never wait on its freeing.
+        let _old = match self.current.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, loaded),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), loaded),
+        };
     }
 
     pub fn is_empty(&self) -> bool {
@@ -174,7 +175,8 @@ impl PolicyEngine {
         if snap.fingerprint() == current.fingerprint {
             return Ok(Reloaded::Unchanged);
         }
-        let loaded = LoadedPolicies::build(snap, &self.dir, &self.schema)?;
+        // Files whose text (and the schema) did not change are reused from the set in use.
+        let loaded = LoadedPolicies::rebuild(&current, snap, &self.dir, &self.schema)?;
         if loaded.count() == 0 && current.count() > 0 {
             return Err(LoadError::Emptied { dir: self.dir.display().to_string() });
         }

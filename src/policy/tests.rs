@@ -558,3 +558,29 @@ fn a_forbid_on_an_action_group_still_applies_to_its_scopes() {
     assert_eq!(d.granted_scopes(), ["write"]);
     assert_eq!(ids(&d.scopes[0]), ["a.cedar#no-interns-reading"]);
 }
+
+#[test]
+fn a_forbid_on_a_group_of_groups_reaches_the_members() {
+    // Requests carry only grouped actions; a member must still be `in` the group above its group.
+    let text = std::fs::read_to_string(SCHEMA).expect("schema").replace(
+        "action \"read\", \"write\", \"view\", \"download\", \"delete\" appliesTo {",
+        "action \"everything\";\n  action \"reads\" in [\"everything\"];\n  action \"read\", \"view\", \"download\" in [\"reads\"] appliesTo {\n    principal: [Party], resource: [Resource], context: RequestContext,\n  };\n  action \"write\", \"delete\" appliesTo {",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let schema = write(dir.path(), "s.cedarschema", &text);
+    write(
+        dir.path(),
+        "p/a.cedar",
+        r#"@id("all") permit (principal, action, resource);
+           @id("no-interns") forbid (principal, action in Tessera::Action::"everything", resource)
+           when { principal has role && principal.role == "intern" };"#,
+    );
+    let e = PolicyEngine::load(&dir.path().join("p"), &schema).expect("loads");
+    let mut intern = physician();
+    intern.claims.insert("role".into(), "intern".into());
+    let d = assess(&e, &intern, resource("r", "o", "t"), &["read", "write"]);
+    assert_eq!(d.granted_scopes(), ["write"]);
+    assert_eq!(ids(&d.scopes[0]), ["a.cedar#no-interns"]);
+    let d = assess(&e, &physician(), resource("r", "o", "t"), &["read"]);
+    assert_eq!(d.granted_scopes(), ["read"]);
+}
