@@ -254,9 +254,11 @@ pub(crate) async fn key_set<'a>(
     kid: Option<&str>,
 ) -> Result<Cow<'a, JwkSet>, VerifyError> {
     match url_or_inline {
-        Ok(url) => fetcher.get(url, kid).await.map(Cow::Owned).map_err(|e| {
-            VerifyError::new(Reason::KeysUnavailable, format!("cannot fetch the issuer's keys: {e}"))
-        }),
+        Ok(url) => fetcher
+            .get(url, kid)
+            .await
+            .map(Cow::Owned)
+            .map_err(|e| VerifyError::new(Reason::KeysUnavailable, format!("cannot fetch the issuer's keys: {e}"))),
         Err(inline) => Ok(Cow::Borrowed(inline)),
     }
 }
