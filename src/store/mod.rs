@@ -460,16 +460,27 @@ impl Store {
         const SQL: &str = "INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = excluded.expires_at
              WHERE client_assertion_jti.expires_at < $4";
+        self.record_once(SQL, client_id, jti, expires_at, now).await
+    }
+
+    /// Runs one of the replay upserts (`$1`, `$2`: the key; `$3`: its expiry; `$4`: now): `true` if
+    /// the key was new (or its old row expired), `false` for a replay.
+    pub(crate) async fn record_once(
+        &self,
+        sql: &'static str,
+        scope: &str,
+        id: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
         if let Some(lane) = &self.lane {
-            let (client_id, jti) = (client_id.to_owned(), jti.to_owned());
+            let (scope, id) = (scope.to_owned(), id.to_owned());
             return lane
-                .write(move |c| {
-                    Ok(lane::Written::Keep(lane::execute(c, SQL, &[&client_id, &jti, &expires_at, &now])? == 1))
-                })
+                .write(move |c| Ok(lane::Written::Keep(lane::execute(c, sql, &[&scope, &id, &expires_at, &now])? == 1)))
                 .await;
         }
         let _turn = self.write_turn().await;
-        let done = sqlx::query(SQL).bind(client_id).bind(jti).bind(expires_at).bind(now).execute(&self.pool).await?;
+        let done = sqlx::query(sql).bind(scope).bind(id).bind(expires_at).bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -20,19 +20,7 @@ impl Store {
         const SQL: &str = "INSERT INTO claim_token_use (verifier_id, token_id, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (verifier_id, token_id) DO UPDATE SET expires_at = excluded.expires_at
              WHERE claim_token_use.expires_at < $4";
-        if let Some(lane) = &self.lane {
-            let (verifier_id, token_id) = (verifier_id.to_owned(), token_id.to_owned());
-            return lane
-                .write(move |c| {
-                    let changed = super::lane::execute(c, SQL, &[&verifier_id, &token_id, &expires_at, &now])?;
-                    Ok(super::lane::Written::Keep(changed == 1))
-                })
-                .await;
-        }
-        let _turn = self.write_turn().await;
-        let done =
-            sqlx::query(SQL).bind(verifier_id).bind(token_id).bind(expires_at).bind(now).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+        self.record_once(SQL, verifier_id, token_id, expires_at, now).await
     }
 
     /// Deletes replay rows that expired before `now`; returns how many.
