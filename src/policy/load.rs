@@ -442,8 +442,10 @@ impl LoadedPolicies {
         let action_entities = super::entities::probe(&schema, &shape, &actions).map_err(|message| {
             LoadError::Invalid(vec![Located { file: schema_shown.clone(), line: 1, column: 1, message }])
         })?;
-        let action_groups = action_groups(&action_entities, &actions);
-        let action_entities = in_a_group(action_entities);
+        // The schema's action hierarchy (transitively closed), for the groups of each scope.
+        let hierarchy = cedar_policy::Entities::from_entities(action_entities.iter().cloned(), None).ok();
+        let action_groups = action_groups(hierarchy.as_ref(), &actions);
+        let action_entities = in_a_group(action_entities, hierarchy.as_ref());
 
         // Files the previous set already holds, read from the same folder against the same schema.
         let reusable = |src: &Source| {
@@ -740,20 +742,22 @@ fn slice<'a>(all: impl Iterator<Item = &'a Policy>, groups: &ActionGroups) -> Re
 
 /// The action entities with at least one ancestor (the schema's action hierarchy is already
 /// transitively closed, so a member keeps every group above it even when the groups are left out).
-fn in_a_group(action_entities: Vec<cedar_policy::Entity>) -> Vec<cedar_policy::Entity> {
-    let Ok(all) = cedar_policy::Entities::from_entities(action_entities.iter().cloned(), None) else {
+fn in_a_group(
+    action_entities: Vec<cedar_policy::Entity>,
+    hierarchy: Option<&cedar_policy::Entities>,
+) -> Vec<cedar_policy::Entity> {
+    let Some(all) = hierarchy else {
         return action_entities;
     };
     action_entities.into_iter().filter(|e| all.ancestors(&e.uid()).is_some_and(|mut a| a.next().is_some())).collect()
 }
 
-fn action_groups(action_entities: &[cedar_policy::Entity], scopes: &HashSet<String>) -> ActionGroups {
-    let entities = cedar_policy::Entities::from_entities(action_entities.iter().cloned(), None).ok();
+fn action_groups(hierarchy: Option<&cedar_policy::Entities>, scopes: &HashSet<String>) -> ActionGroups {
     scopes
         .iter()
         .map(|scope| {
             let mut ids = HashSet::from([scope.clone()]);
-            if let (Some(entities), Ok(u)) = (&entities, super::entities::uid(ACTION, scope))
+            if let (Some(entities), Ok(u)) = (hierarchy, super::entities::uid(ACTION, scope))
                 && let Some(ancestors) = entities.ancestors(&u)
             {
                 ids.extend(ancestors.map(|a| a.id().unescaped().to_owned()));

@@ -534,23 +534,31 @@ fn a_schema_that_does_not_fit_the_model_is_refused() {
     assert!(no_owner.contains("does not fit the model"), "{no_owner}");
 }
 
-#[test]
-fn a_forbid_on_an_action_group_still_applies_to_its_scopes() {
-    // Slicing by scope must expand action groups, or it would leave this forbid out for `read`.
+/// An engine on the demo schema with `groups` (action declarations) in front of `read`, `view` and
+/// `download`, which become members of `reads`, and the policies of `a.cedar`.
+fn engine_with_action_groups(groups: &str, policies: &str) -> (tempfile::TempDir, PolicyEngine) {
     let text = std::fs::read_to_string(SCHEMA).expect("schema").replace(
         "action \"read\", \"write\", \"view\", \"download\", \"delete\" appliesTo {",
-        "action \"reads\";\n  action \"read\", \"view\", \"download\" in [\"reads\"] appliesTo {\n    principal: [Party], resource: [Resource], context: RequestContext,\n  };\n  action \"write\", \"delete\" appliesTo {",
+        &format!(
+            "{groups}\n  action \"read\", \"view\", \"download\" in [\"reads\"] appliesTo {{\n    principal: [Party], resource: [Resource], context: RequestContext,\n  }};\n  action \"write\", \"delete\" appliesTo {{"
+        ),
     );
     let dir = tempfile::tempdir().expect("dir");
     let schema = write(dir.path(), "s.cedarschema", &text);
-    write(
-        dir.path(),
-        "p/a.cedar",
+    write(dir.path(), "p/a.cedar", policies);
+    let e = PolicyEngine::load(&dir.path().join("p"), &schema).expect("loads");
+    (dir, e)
+}
+
+#[test]
+fn a_forbid_on_an_action_group_still_applies_to_its_scopes() {
+    // Slicing by scope must expand action groups, or it would leave this forbid out for `read`.
+    let (_dir, e) = engine_with_action_groups(
+        "action \"reads\";",
         r#"@id("all") permit (principal, action, resource);
            @id("no-interns-reading") forbid (principal, action in Tessera::Action::"reads", resource)
            when { principal has role && principal.role == "intern" };"#,
     );
-    let e = PolicyEngine::load(&dir.path().join("p"), &schema).expect("loads");
     assert!(e.knows_scope("read") && !e.knows_scope("reads"), "a group is not a scope");
     let mut intern = physician();
     intern.claims.insert("role".into(), "intern".into());
@@ -562,20 +570,12 @@ fn a_forbid_on_an_action_group_still_applies_to_its_scopes() {
 #[test]
 fn a_forbid_on_a_group_of_groups_reaches_the_members() {
     // Requests carry only grouped actions; a member must still be `in` the group above its group.
-    let text = std::fs::read_to_string(SCHEMA).expect("schema").replace(
-        "action \"read\", \"write\", \"view\", \"download\", \"delete\" appliesTo {",
-        "action \"everything\";\n  action \"reads\" in [\"everything\"];\n  action \"read\", \"view\", \"download\" in [\"reads\"] appliesTo {\n    principal: [Party], resource: [Resource], context: RequestContext,\n  };\n  action \"write\", \"delete\" appliesTo {",
-    );
-    let dir = tempfile::tempdir().expect("dir");
-    let schema = write(dir.path(), "s.cedarschema", &text);
-    write(
-        dir.path(),
-        "p/a.cedar",
+    let (_dir, e) = engine_with_action_groups(
+        "action \"everything\";\n  action \"reads\" in [\"everything\"];",
         r#"@id("all") permit (principal, action, resource);
            @id("no-interns") forbid (principal, action in Tessera::Action::"everything", resource)
            when { principal has role && principal.role == "intern" };"#,
     );
-    let e = PolicyEngine::load(&dir.path().join("p"), &schema).expect("loads");
     let mut intern = physician();
     intern.claims.insert("role".into(), "intern".into());
     let d = assess(&e, &intern, resource("r", "o", "t"), &["read", "write"]);
